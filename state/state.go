@@ -1,0 +1,195 @@
+// Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
+// project imports bbolt.
+//
+// Layout (schema version 1); every value is JSON, copied out of its transaction:
+//
+//	meta          "schema_version" -> decimal string
+//	links         externalId -> Link            what the sync created or adopted on the target
+//	overrides     lower(userName) -> Override   administrator's managementMode overrides
+//	runs          be64(run id) -> Run           run history, oldest first
+//	changes       be64(run id) be64(seq) -> Change   per-run change log (old -> new)
+//	scim_users    id -> resource JSON           the built-in SCIM server's users
+//	scim_groups   id -> resource JSON           … and groups
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the layout this build writes. Files from a newer build are refused.
+const SchemaVersion = 1
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketLinks     = []byte("links")
+	bucketOverrides = []byte("overrides")
+	bucketRuns      = []byte("runs")
+	bucketChanges   = []byte("changes")
+	keySchema       = []byte("schema_version")
+)
+
+// ErrLocked means another process (usually the running daemon) holds the state file.
+var ErrLocked = errors.New("state file is locked by another scimsync process (is the daemon running?)")
+
+// ErrReadOnly is returned by writes on a store opened read-only.
+var ErrReadOnly = errors.New("state store is read-only")
+
+// ErrNewerSchema means the file was written by a newer scimsync.
+var ErrNewerSchema = errors.New("state file was written by a newer scimsync")
+
+// Options tune Open.
+type Options struct {
+	// ReadOnly opens without writing anything; a missing file then reads as empty, so a dry
+	// run against a fresh install neither fails nor creates the file.
+	ReadOnly bool
+	// LockTimeout bounds the wait for the file lock (default 2s): never hang behind a daemon.
+	LockTimeout time.Duration
+}
+
+// Store is an open state file. It is safe for concurrent use.
+type Store struct {
+	db   *bolt.DB // nil for a read-only view of a missing file
+	path string
+	ro   bool
+}
+
+// Open opens (creating when writable) the state file at path and migrates it.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return &Store{path: path, ro: true}, nil
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.LockTimeout,
+		ReadOnly:     opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("state: open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, ro: opts.ReadOnly}
+	if err := s.checkSchema(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the file this store reads.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file and its lock.
+func (s *Store) Close() error {
+	if s.db == nil {
+		return nil
+	}
+	return s.db.Close()
+}
+
+// migrations[i] upgrades a file from version i to i+1. Each runs in its own transaction with
+// the version bump, so a crash leaves either the old or the new layout, never a mix.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 -> 1: the initial layout.
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketLinks, bucketOverrides, bucketRuns, bucketChanges,
+			[]byte(KindUser), []byte(KindGroup)} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+func (s *Store) checkSchema() error {
+	version := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v, err := readVersion(tx)
+		version = v
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", s.path, err)
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("state: %s has schema %d, this build knows %d: %w", s.path, version, SchemaVersion, ErrNewerSchema)
+	}
+	if version == SchemaVersion {
+		return nil
+	}
+	if s.ro {
+		return fmt.Errorf("state: %s has schema %d and needs migrating; run scimsync once without --dry-run: %w", s.path, version, ErrReadOnly)
+	}
+	for v := version; v < SchemaVersion; v++ {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			if err := migrations[v](tx); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keySchema, []byte(strconv.Itoa(v+1)))
+		})
+		if err != nil {
+			return fmt.Errorf("state: migrate %s to schema %d: %w", s.path, v+1, err)
+		}
+	}
+	return nil
+}
+
+func readVersion(tx *bolt.Tx) (int, error) {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return 0, nil
+	}
+	raw := b.Get(keySchema)
+	if raw == nil {
+		return 0, nil
+	}
+	v, err := strconv.Atoi(string(raw))
+	if err != nil {
+		return 0, fmt.Errorf("corrupt schema_version %q", raw)
+	}
+	return v, nil
+}
+
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	if s.db == nil {
+		return nil // missing file, read-only: everything is empty
+	}
+	return s.db.View(fn)
+}
+
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	if s.ro || s.db == nil {
+		return ErrReadOnly
+	}
+	return s.db.Update(fn)
+}
+
+func be64(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
