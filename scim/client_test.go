@@ -1,0 +1,140 @@
+package scim
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/scimsync/scimsync/config"
+)
+
+// flaky answers the first n requests with the given statuses, then proxies to the real server.
+func flaky(t *testing.T, target string, statuses ...int) (string, *atomic.Int64) {
+	t.Helper()
+	u, _ := url.Parse(target)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
+	var n atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1) - 1
+		if int(i) < len(statuses) {
+			if statuses[i] == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", "0")
+			}
+			w.WriteHeader(statuses[i])
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + u.Path, &n
+}
+
+func testClient(t *testing.T, base string) *Client {
+	t.Helper()
+	cfg := DefaultTargetConfig()
+	cfg.URL = base
+	cfg.Token = config.NewSecret(testToken)
+	cfg.PageSize = 3
+	cfg.RequestsPerSecond = 0
+	c, err := NewClient(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slept []time.Duration
+	c.sleep = func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return ctx.Err() }
+	return c
+}
+
+func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
+	ts := startTestServer(t, "")
+	base, hits := flaky(t, ts.base, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError)
+	c := testClient(t, base)
+	created, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() != 4 || c.Stats().Retries != 3 || c.Stats().Throttled != 2 {
+		t.Fatalf("hits %d stats %+v", hits.Load(), c.Stats())
+	}
+	if created["id"] == nil {
+		t.Fatalf("created: %v", created)
+	}
+}
+
+func TestClientGivesUpAndReportsStatus(t *testing.T) {
+	ts := startTestServer(t, "")
+	base, _ := flaky(t, ts.base, 500, 500, 500, 500, 500, 500, 500)
+	c := testClient(t, base)
+	_, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
+	if !IsStatus(err, 500) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestClientAgainstServer(t *testing.T) {
+	ts := startTestServer(t, "")
+	c := testClient(t, ts.base)
+	ctx := context.Background()
+	caps, err := c.Discover(ctx)
+	if err != nil || !caps.Patch || !caps.Extensions[ScimsyncSchema] || !caps.Extensions[EnterpriseSchema] {
+		t.Fatalf("caps %+v err %v", caps, err)
+	}
+	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		if _, err := c.CreateUser(ctx, userBody(n, "ext-"+n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.CreateUser(ctx, userBody("A", "other"))
+	if !IsStatus(err, 409) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	n := 0
+	if err := c.ListUsers(ctx, func(Doc) error { n++; return nil }); err != nil || n != 7 {
+		t.Fatalf("listed %d over pages of 3: %v", n, err)
+	}
+	d, err := c.FindUser(ctx, "ext-c", "")
+	if err != nil || d["userName"] != "c" {
+		t.Fatalf("by externalId: %v %v", d, err)
+	}
+	d, err = c.FindUser(ctx, "nope", "D")
+	if err != nil || d["userName"] != "d" {
+		t.Fatalf("by userName: %v %v", d, err)
+	}
+	id := d["id"].(string)
+	if err := c.PatchUser(ctx, id, []PatchOp{{Op: "replace", Path: "active", Value: false}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteUser(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteUser(ctx, id); err != nil {
+		t.Fatalf("second delete (404) must succeed: %v", err)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	if d := retryAfter("7", 0); d != 7*time.Second {
+		t.Fatalf("seconds: %v", d)
+	}
+	if d := retryAfter("999999", 0); d != 10*time.Minute {
+		t.Fatalf("cap: %v", d)
+	}
+	if d := retryAfter(time.Now().Add(3*time.Second).UTC().Format(http.TimeFormat), 0); d <= 0 || d > 3*time.Second {
+		t.Fatalf("date: %v", d)
+	}
+	if d := retryAfter("", 2); d <= 0 || d > 2*time.Second {
+		t.Fatalf("fallback: %v", d)
+	}
+}
