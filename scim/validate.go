@@ -1,0 +1,77 @@
+package scim
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+)
+
+// ValidationError names the attribute and the rule a payload breaks.
+type ValidationError struct {
+	Attribute string
+	Rule      string
+	Detail    string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%s: %s (%s)", e.Attribute, e.Detail, e.Rule)
+}
+
+// ValidateUser checks a User payload before it is sent: the rules the built-in server applies
+// (schema types, required userName) plus ones every target enforces (an email has an @, no
+// control characters). The dry run calls it too, so it cannot promise what the run would refuse.
+func ValidateUser(doc Doc) *ValidationError {
+	name, _ := doc["userName"].(string)
+	if strings.TrimSpace(name) == "" {
+		return &ValidationError{Attribute: "userName", Rule: "required", Detail: "is empty"}
+	}
+	for k, v := range flatten(doc, "") {
+		if strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			return &ValidationError{Attribute: k, Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", v)}
+		}
+	}
+	if list, ok := doc["emails"].([]any); ok {
+		for _, el := range list {
+			m, _ := el.(map[string]any)
+			v, _ := m["value"].(string)
+			if at := strings.LastIndexByte(v, '@'); at < 1 || at == len(v)-1 || strings.ContainsAny(v, " \t") {
+				return &ValidationError{Attribute: fmt.Sprintf("emails[type eq %q].value", m["type"]), Rule: "email address", Detail: fmt.Sprintf("%q is not an email address", v)}
+			}
+		}
+	}
+	core := map[string]any{}
+	for k, v := range doc {
+		if !strings.HasPrefix(strings.ToLower(k), "urn:") {
+			core[k] = v
+		}
+	}
+	if _, err := userSchema().Validate(core); err != nil {
+		return &ValidationError{Attribute: "User", Rule: "schema " + UserSchema, Detail: err.Detail}
+	}
+	return nil
+}
+
+func flatten(v any, prefix string) map[string]string {
+	out := map[string]string{}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			for fk, fv := range flatten(x, p) {
+				out[fk] = fv
+			}
+		}
+	case []any:
+		for i, x := range v {
+			for fk, fv := range flatten(x, fmt.Sprintf("%s[%d]", prefix, i)) {
+				out[fk] = fv
+			}
+		}
+	case string:
+		out[prefix] = v
+	}
+	return out
+}

@@ -1,0 +1,488 @@
+package sync
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/ldap"
+	"github.com/scimsync/scimsync/scim"
+)
+
+// MappingConfig is the `mapping:` section. Attributes are merged key by key over the defaults;
+// an empty value removes a default mapping.
+type MappingConfig struct {
+	Attributes map[string]string `yaml:"attributes"`
+	Required   []string          `yaml:"required"`
+}
+
+// DefaultMapping is the generic profile's mapping for inetOrgPerson / AD users.
+func DefaultMapping() MappingConfig {
+	return MappingConfig{
+		Attributes: map[string]string{
+			"userName":                  "{uid ?? sAMAccountName}",
+			"displayName":               "{displayName ?? cn}",
+			"name.givenName":            "{givenName}",
+			"name.familyName":           "{sn}",
+			"emails.work":               "{mail}",
+			"phoneNumbers.work":         "{telephoneNumber}",
+			"phoneNumbers.mobile":       "{mobile}",
+			"title":                     "{title}",
+			"enterprise.employeeNumber": "{employeeNumber}",
+			"enterprise.department":     "{departmentNumber ?? department}",
+		},
+		Required: []string{"userName"},
+	}
+}
+
+// slot is where a mapping key lands in a SCIM User.
+type slot struct {
+	key  string
+	ext  string // schema URN for extension attributes, "" for core
+	attr string // attribute name
+	sub  string // sub-attribute of a complex attribute, or of the typed element
+	typ  string // element type of a multi-valued attribute (emails.work)
+}
+
+// path is the slot's RFC 7644 PATCH path.
+func (s slot) path() string {
+	p := s.attr
+	if s.typ != "" {
+		p = fmt.Sprintf("%s[type eq %q].%s", s.attr, s.typ, s.sub)
+	} else if s.sub != "" {
+		p += "." + s.sub
+	}
+	if s.ext != "" {
+		p = s.ext + ":" + p
+	}
+	return p
+}
+
+// Keys computed by the sync itself, not configurable.
+const (
+	keyExternalID = "externalId"
+	keyDN         = "ldapUserDN"
+	keyActive     = "active"
+)
+
+var slots = func() map[string]slot {
+	m := map[string]slot{
+		keyExternalID: {key: keyExternalID, attr: "externalId"},
+		keyActive:     {key: keyActive, attr: "active"},
+		keyDN:         {key: keyDN, ext: scim.ScimsyncSchema, attr: "ldapUserDN"},
+	}
+	for _, a := range []string{"userName", "displayName", "nickName", "title", "userType", "preferredLanguage", "locale", "timezone", "profileUrl"} {
+		m[a] = slot{key: a, attr: a}
+	}
+	for _, s := range []string{"givenName", "familyName", "middleName", "formatted", "honorificPrefix", "honorificSuffix"} {
+		m["name."+s] = slot{key: "name." + s, attr: "name", sub: s}
+	}
+	for _, t := range []string{"work", "home", "other"} {
+		m["emails."+t] = slot{key: "emails." + t, attr: "emails", sub: "value", typ: t}
+	}
+	for _, t := range []string{"work", "home", "mobile", "fax", "pager", "other"} {
+		m["phoneNumbers."+t] = slot{key: "phoneNumbers." + t, attr: "phoneNumbers", sub: "value", typ: t}
+	}
+	for _, a := range []string{"employeeNumber", "costCenter", "organization", "division", "department"} {
+		m["enterprise."+a] = slot{key: "enterprise." + a, ext: scim.EnterpriseSchema, attr: a}
+	}
+	m["enterprise.manager"] = slot{key: "enterprise.manager", ext: scim.EnterpriseSchema, attr: "manager", sub: "value"}
+	return m
+}()
+
+func mappableKeys() []string {
+	var out []string
+	for k := range slots {
+		if k != keyExternalID && k != keyActive && k != keyDN {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Mapping turns directory entries into desired SCIM users.
+type Mapping struct {
+	fields   []field
+	required map[string]bool
+}
+
+type field struct {
+	key  string
+	tmpl *Template
+}
+
+// NewMapping merges cfg over the defaults and compiles every template, reporting every
+// problem with its key.
+func NewMapping(cfg MappingConfig) (*Mapping, config.Problems) {
+	var ps config.Problems
+	merged := DefaultMapping().Attributes
+	for k, v := range cfg.Attributes {
+		merged[k] = v
+	}
+	required := cfg.Required
+	if len(required) == 0 {
+		required = DefaultMapping().Required
+	}
+	m := &Mapping{required: map[string]bool{}}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		src := merged[k]
+		if _, ok := slots[k]; !ok || k == keyExternalID || k == keyActive || k == keyDN {
+			ps.Add("attributes."+k, "unknown SCIM attribute key (known: %s)", strings.Join(mappableKeys(), ", "))
+			continue
+		}
+		if src == "" {
+			continue // removes a default
+		}
+		t, err := CompileTemplate(src)
+		if err != nil {
+			ps.Add("attributes."+k, "%v", err)
+			continue
+		}
+		m.fields = append(m.fields, field{key: k, tmpl: t})
+	}
+	for i, r := range required {
+		if _, ok := merged[r]; !ok || merged[r] == "" {
+			ps.Add(fmt.Sprintf("required[%d]", i), "%q is required but not mapped", r)
+		}
+		m.required[r] = true
+	}
+	if !m.required["userName"] {
+		ps.Add("required", "userName must be required: a user without one cannot be matched or created")
+	}
+	return m, ps
+}
+
+// Attributes lists the LDAP attributes the mapping reads, to request nothing else.
+func (m *Mapping) Attributes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range m.fields {
+		for _, a := range f.tmpl.Attributes() {
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Desired is one user as the directory says it should be on the target.
+type Desired struct {
+	ExternalID string
+	DN         string
+	Values     map[string]string // mapping key -> value; absent keys are absent on the target
+}
+
+// UserName is the desired userName.
+func (d Desired) UserName() string { return d.Values["userName"] }
+
+// MapError says why an entry cannot be mapped: every missing attribute, with the entry's DN.
+type MapError struct {
+	DN        string
+	Attribute string // the first SCIM attribute that failed, for the plan's invalid item
+	Rule      string
+	Problems  []string
+}
+
+func (e *MapError) Error() string {
+	return fmt.Sprintf("sync: entry %q: %s", e.DN, strings.Join(e.Problems, "; "))
+}
+
+// Map evaluates every field for e.
+func (m *Mapping) Map(e ldap.Entry) (Desired, *MapError) {
+	d := Desired{ExternalID: e.ID, DN: e.DN, Values: map[string]string{}}
+	var merr *MapError
+	fail := func(attr, rule, problem string) {
+		if merr == nil {
+			merr = &MapError{DN: e.DN, Attribute: attr, Rule: rule}
+		}
+		merr.Problems = append(merr.Problems, problem)
+	}
+	if e.ID == "" {
+		fail(keyExternalID, "required", "no stable id attribute (ldap.id_attribute) on the entry")
+	}
+	for _, f := range m.fields {
+		v, ok, missing := f.tmpl.Eval(e)
+		if !ok || v == "" {
+			if m.required[f.key] {
+				fail(f.key, "required", fmt.Sprintf("%s is required but %s %s missing", f.key, strings.Join(missing, ", "), isOrAre(len(missing))))
+			}
+			continue
+		}
+		d.Values[f.key] = v
+	}
+	if merr != nil {
+		return Desired{}, merr
+	}
+	return d, nil
+}
+
+func isOrAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// readSlot reads a slot's value from a target user, as a string for comparison.
+func readSlot(doc scim.Doc, s slot) string {
+	obj := doc
+	if s.ext != "" {
+		e, _ := doc[s.ext].(map[string]any)
+		obj = e
+	}
+	if obj == nil {
+		return ""
+	}
+	v := obj[s.attr]
+	if s.typ != "" {
+		list, _ := v.([]any)
+		for _, el := range list {
+			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
+				return scalar(m[s.sub])
+			}
+		}
+		return ""
+	}
+	if s.sub != "" {
+		m, _ := v.(map[string]any)
+		return scalar(m[s.sub])
+	}
+	return scalar(v)
+}
+
+func scalar(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// Payload is what the sync sends, and to whom it may send which extensions.
+type Payload struct {
+	Extensions map[string]bool // declared by the target
+}
+
+func (p Payload) allowed(s slot) bool { return s.ext == "" || p.Extensions[s.ext] }
+
+// values returns every slot value of a desired user that may be sent, including the computed
+// externalId, ldapUserDN and active.
+func (p Payload) values(d Desired, active bool) map[string]string {
+	out := map[string]string{keyExternalID: d.ExternalID, keyActive: strconv.FormatBool(active)}
+	if p.Extensions[scim.ScimsyncSchema] {
+		out[keyDN] = d.DN
+	}
+	for k, v := range d.Values {
+		if p.allowed(slots[k]) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Document builds the full SCIM User for a create (or a PUT, merged over the target's copy).
+func (p Payload) Document(d Desired, base scim.Doc) scim.Doc {
+	doc := scim.Doc{}
+	for k, v := range base {
+		doc[k] = v
+	}
+	schemas := []any{scim.UserSchema}
+	for _, ext := range []string{scim.EnterpriseSchema, scim.ScimsyncSchema} {
+		if p.Extensions[ext] {
+			schemas = append(schemas, ext)
+		}
+	}
+	doc["schemas"] = schemas
+	vals := p.values(d, true)
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		setSlot(doc, slots[k], vals[k])
+	}
+	if p.Extensions[scim.ScimsyncSchema] {
+		ext, _ := doc[scim.ScimsyncSchema].(map[string]any)
+		if ext["managementMode"] == nil {
+			ext["managementMode"] = scim.ModeDefault
+		}
+	}
+	return doc
+}
+
+func setSlot(doc scim.Doc, s slot, v string) {
+	obj := doc
+	if s.ext != "" {
+		e, _ := doc[s.ext].(map[string]any)
+		if e == nil {
+			e = map[string]any{}
+			doc[s.ext] = e
+		}
+		obj = e
+	}
+	var val any = v
+	if s.key == keyActive {
+		val = v == "true"
+	}
+	switch {
+	case s.typ != "":
+		list, _ := obj[s.attr].([]any)
+		for _, el := range list {
+			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
+				m[s.sub] = val
+				return
+			}
+		}
+		el := map[string]any{"type": s.typ, s.sub: val}
+		if len(list) == 0 {
+			el["primary"] = true
+		}
+		obj[s.attr] = append(list, el)
+	case s.sub != "":
+		m, _ := obj[s.attr].(map[string]any)
+		if m == nil {
+			m = map[string]any{}
+			obj[s.attr] = m
+		}
+		m[s.sub] = val
+	default:
+		obj[s.attr] = val
+	}
+}
+
+// Diff is one attribute's change.
+type Diff struct {
+	Attribute string `json:"attribute"`
+	Old       string `json:"old"`
+	New       string `json:"new"`
+}
+
+// diff compares what should be sent with the target's copy, over the mapped slots only:
+// attributes the mapping does not cover are never touched.
+func (p Payload) diff(m *Mapping, d Desired, actual scim.Doc) []Diff {
+	want := p.values(d, true)
+	keys := map[string]bool{}
+	for k := range want {
+		keys[k] = true
+	}
+	for _, f := range m.fields {
+		if p.allowed(slots[f.key]) {
+			keys[f.key] = true // mapped but now empty in the directory: remove on the target
+		}
+	}
+	var out []Diff
+	for k := range keys {
+		old := readSlot(actual, slots[k])
+		if k == keyActive && old == "" {
+			old = "true" // SCIM: an absent active reads as active
+		}
+		if old != want[k] {
+			out = append(out, Diff{Attribute: k, Old: old, New: want[k]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Attribute < out[j].Attribute })
+	return out
+}
+
+// patchOps turns diffs into PATCH operations.
+func patchOps(diffs []Diff) []scim.PatchOp {
+	ops := make([]scim.PatchOp, 0, len(diffs))
+	for _, d := range diffs {
+		s := slots[d.Attribute]
+		switch {
+		case d.Attribute == keyActive:
+			ops = append(ops, scim.PatchOp{Op: "replace", Path: s.path(), Value: d.New == "true"})
+		case d.New == "":
+			path := s.path()
+			if s.typ != "" {
+				path = fmt.Sprintf("%s[type eq %q]", s.attr, s.typ) // drop the whole typed element
+			}
+			ops = append(ops, scim.PatchOp{Op: "remove", Path: path})
+		default:
+			ops = append(ops, scim.PatchOp{Op: "replace", Path: s.path(), Value: d.New})
+		}
+	}
+	return ops
+}
+
+// applyDiffs applies diffs to a copy of the target's user, for targets without PATCH (PUT).
+func applyDiffs(actual scim.Doc, diffs []Diff) scim.Doc {
+	doc := deepCopyDoc(actual)
+	for _, d := range diffs {
+		s := slots[d.Attribute]
+		if d.New == "" && d.Attribute != keyActive {
+			clearSlot(doc, s)
+			continue
+		}
+		setSlot(doc, s, d.New)
+	}
+	delete(doc, "meta")
+	delete(doc, "groups")
+	return doc
+}
+
+func clearSlot(doc scim.Doc, s slot) {
+	obj := doc
+	if s.ext != "" {
+		obj, _ = doc[s.ext].(map[string]any)
+		if obj == nil {
+			return
+		}
+	}
+	switch {
+	case s.typ != "":
+		list, _ := obj[s.attr].([]any)
+		keep := list[:0:0]
+		for _, el := range list {
+			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
+				continue
+			}
+			keep = append(keep, el)
+		}
+		obj[s.attr] = keep
+	case s.sub != "":
+		if m, ok := obj[s.attr].(map[string]any); ok {
+			delete(m, s.sub)
+		}
+	default:
+		delete(obj, s.attr)
+	}
+}
+
+func deepCopyDoc(d scim.Doc) scim.Doc {
+	var cp func(v any) any
+	cp = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(v))
+			for k, x := range v {
+				out[k] = cp(x)
+			}
+			return out
+		case []any:
+			out := make([]any, len(v))
+			for i, x := range v {
+				out[i] = cp(x)
+			}
+			return out
+		}
+		return v
+	}
+	return cp(map[string]any(d)).(map[string]any)
+}
