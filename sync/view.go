@@ -75,7 +75,7 @@ func WriteJSON(w io.Writer, p *Plan) error {
 func ResultLine(r *Result) string {
 	var parts []string
 	for _, a := range []Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete} {
-		parts = append(parts, fmt.Sprintf("%d %sd", r.Done[a], strings.TrimSuffix(string(a), "e")))
+		parts = append(parts, fmt.Sprintf("%d %sd", r.Done[a], a))
 	}
 	s := fmt.Sprintf("Run %d: %s", r.RunID, strings.Join(parts, ", "))
 	if len(r.Failed) > 0 {
