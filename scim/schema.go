@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/elimity-com/scim/optional"
@@ -42,15 +43,19 @@ func commonAttributes() []schema.CoreAttribute {
 	}
 }
 
+// userSchema and groupSchema return attribute slices clipped to their length: elimity appends
+// externalId to the resource schema's slice on every POST and PUT, and with spare capacity those
+// appends would all write into one shared backing array (a data race under concurrent IdP
+// requests, caught by TestConcurrentWriters with -race).
 func userSchema() schema.Schema {
 	s := schema.CoreUserSchema()
-	s.Attributes = append(s.Attributes, commonAttributes()...)
+	s.Attributes = slices.Clip(append(s.Attributes, commonAttributes()...))
 	return s
 }
 
 func groupSchema() schema.Schema {
 	s := schema.CoreGroupSchema()
-	s.Attributes = append(s.Attributes, commonAttributes()...)
+	s.Attributes = slices.Clip(append(s.Attributes, commonAttributes()...))
 	return s
 }
 

@@ -107,6 +107,12 @@ func (e *env) writeLog() []string {
 	return append([]string(nil), e.writes...)
 }
 
+func (e *env) setOnWrite(f func(n int)) {
+	e.mu.Lock()
+	e.onWrite = f
+	e.mu.Unlock()
+}
+
 func (e *env) resetLog() {
 	e.mu.Lock()
 	e.writes = nil
@@ -412,16 +418,16 @@ func TestDeprovisionLimitStopsBeforeDeprovisioning(t *testing.T) {
 func TestCancelledRunConvergesWithoutDuplicates(t *testing.T) {
 	e := newEnv(t, 40)
 	ctx, cancel := context.WithCancel(context.Background())
-	e.onWrite = func(n int) {
+	e.setOnWrite(func(n int) {
 		if n == 7 {
 			cancel()
 		}
-	}
+	})
 	_, _, err := e.run(runOpts{ctx: ctx})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v", err)
 	}
-	e.onWrite = nil
+	e.setOnWrite(nil)
 	if n := len(e.targetUsers()); n < 7 || n >= 40 {
 		t.Fatalf("%d users after the cancelled run", n)
 	}

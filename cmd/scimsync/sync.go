@@ -108,8 +108,14 @@ func syncOnce(ctx context.Context, cfg *fileConfig, f syncFlags, log *zap.Logger
 	}
 	res, err := eng.Apply(ctx, plan, progress)
 	if res != nil {
+		st := tgt.Stats()
 		if f.output == "json" {
-			_ = json.NewEncoder(stdout).Encode(res)
+			_ = json.NewEncoder(stdout).Encode(struct {
+				*sync.Result
+				SCIMRequests int64 `json:"scim_requests"`
+				SCIMWrites   int64 `json:"scim_writes"`
+				Retries      int64 `json:"scim_retries"`
+			}{res, st.Requests, st.Writes, st.Retries})
 		} else {
 			fmt.Fprintln(stdout, sync.ResultLine(res))
 			for _, fail := range res.Failed {
