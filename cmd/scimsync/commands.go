@@ -229,4 +229,3 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return nil
 }
-
