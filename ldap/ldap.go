@@ -5,7 +5,6 @@ package ldap
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -181,13 +180,9 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	u, _ := url.Parse(cfg.URL)
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname(), InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in, warned
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := config.CertPool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("ldap: ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ldap: ca_file %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("ldap: %w", err)
 		}
 		tc.RootCAs = pool
 	}
@@ -331,9 +326,3 @@ func EscapeFilter(v string) string { return goldap.EscapeFilter(v) }
 
 // ParseDN parses a DN, so callers compare DNs normalised rather than as strings.
 func ParseDN(s string) (*goldap.DN, error) { return goldap.ParseDN(s) }
-
-// CompileFilter checks an LDAP filter's syntax.
-func CompileFilter(f string) error {
-	_, err := goldap.CompileFilter(f)
-	return err
-}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -141,13 +139,9 @@ func NewClient(cfg TargetConfig, log *zap.Logger) (*Client, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := config.CertPool(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("scim: target ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("scim: target ca_file %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("scim: target %w", err)
 		}
 		tc.RootCAs = pool
 	}

@@ -351,6 +351,9 @@ func pathString(p fp.Path) string {
 	return s
 }
 
+// CopyDoc deep-copies a SCIM resource, so a change can be tried without touching the original.
+func CopyDoc(d Doc) Doc { return deepCopy(map[string]any(d)).(map[string]any) }
+
 // deepCopy copies a JSON-shaped value so a PATCH can be tried without touching the original.
 func deepCopy(v any) any {
 	switch v := v.(type) {

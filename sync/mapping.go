@@ -423,7 +423,7 @@ func patchOps(diffs []Diff) []scim.PatchOp {
 
 // applyDiffs applies diffs to a copy of the target's user, for targets without PATCH (PUT).
 func applyDiffs(actual scim.Doc, diffs []Diff) scim.Doc {
-	doc := deepCopyDoc(actual)
+	doc := scim.CopyDoc(actual)
 	for _, d := range diffs {
 		s := slots[d.Attribute]
 		if d.New == "" && d.Attribute != keyActive {
@@ -463,26 +463,4 @@ func clearSlot(doc scim.Doc, s slot) {
 	default:
 		delete(obj, s.attr)
 	}
-}
-
-func deepCopyDoc(d scim.Doc) scim.Doc {
-	var cp func(v any) any
-	cp = func(v any) any {
-		switch v := v.(type) {
-		case map[string]any:
-			out := make(map[string]any, len(v))
-			for k, x := range v {
-				out[k] = cp(x)
-			}
-			return out
-		case []any:
-			out := make([]any, len(v))
-			for i, x := range v {
-				out[i] = cp(x)
-			}
-			return out
-		}
-		return v
-	}
-	return cp(map[string]any(d)).(map[string]any)
 }
