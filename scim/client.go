@@ -126,7 +126,13 @@ type Client struct {
 	log   *zap.Logger
 	stats Stats
 	sleep func(ctx context.Context, d time.Duration) error
+	// observe, when set, is told every response status (0 for a network error), for metrics.
+	observe func(method string, status int)
 }
+
+// Observe registers fn to be told the status of every response (0 for a network error).
+// Call it before the client is used.
+func (c *Client) Observe(fn func(method string, status int)) { c.observe = fn }
 
 // NewClient validates cfg and resolves the token.
 func NewClient(cfg TargetConfig, log *zap.Logger) (*Client, error) {
@@ -187,6 +193,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 			return fmt.Errorf("scim: %s %s: %w", method, path, err)
 		}
 		status, hdr, respBody, err := c.once(ctx, method, path, raw)
+		if c.observe != nil {
+			c.observe(method, status)
+		}
 		var wait time.Duration
 		switch {
 		case err != nil:

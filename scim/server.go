@@ -161,6 +161,9 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	return s, nil
 }
 
+// Wrap puts middleware (metrics, access logs) around the server's handler; call before Start.
+func (s *Server) Wrap(mw func(http.Handler) http.Handler) { s.handler = mw(s.handler) }
+
 // Handler serves /scim/v2/; for embedding in another listener (the daemon's).
 func (s *Server) Handler() http.Handler { return s.handler }
 

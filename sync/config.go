@@ -22,7 +22,10 @@ const (
 
 // Config is the `sync:` section.
 type Config struct {
-	Schedule              string          `yaml:"schedule"` // read by `scimsync run`
+	Schedule              string          `yaml:"schedule"`     // read by `scimsync run`: 5-field cron or @every/@hourly…
+	Timezone              string          `yaml:"timezone"`     // for the schedule; default: the machine's
+	Jitter                config.Duration `yaml:"jitter"`       // random delay before each scheduled run
+	RunOnStart            bool            `yaml:"run_on_start"` // sync once when the daemon starts
 	Deprovision           string          `yaml:"deprovision"`
 	DeleteAfter           config.Duration `yaml:"delete_after"` // 0 = never delete a disabled user
 	MaxDeprovision        int             `yaml:"max_deprovision"`

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
@@ -49,11 +51,45 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 }
 
 func openForCLI(cfg *fileConfig, readOnly bool) (*state.Store, error) {
-	st, err := state.Open(cfg.State.Path, state.Options{ReadOnly: readOnly, LockTimeout: cfg.State.LockTimeout.D()})
+	return state.Open(cfg.State.Path, state.Options{ReadOnly: readOnly, LockTimeout: cfg.State.LockTimeout.D()})
+}
+
+// statusReport reads the report from the state file, or from the running daemon when it holds
+// the file's lock.
+func statusReport(cfg *fileConfig, limit int) (*daemon.StatusReport, error) {
+	st, err := openForCLI(cfg, true)
 	if errors.Is(err, state.ErrLocked) {
-		return nil, fmt.Errorf("%w; stop it or retry when its sync is done", err)
+		a, aerr := newAdminClient(cfg)
+		if aerr != nil {
+			return nil, aerr
+		}
+		var rep daemon.StatusReport
+		if err := a.do(http.MethodGet, "/status", nil, &rep); err != nil {
+			return nil, err
+		}
+		return &rep, nil
 	}
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	rep := &daemon.StatusReport{Overrides: []state.Override{}}
+	if rep.Runs, err = st.Runs(limit); err != nil {
+		return nil, err
+	}
+	links, err := st.Links()
+	if err != nil {
+		return nil, err
+	}
+	rep.ManagedUsers = len(links)
+	ovs, err := st.Overrides()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range ovs {
+		rep.Overrides = append(rep.Overrides, o)
+	}
+	return rep, nil
 }
 
 func cmdStatus(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,34 +103,28 @@ func cmdStatus(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	st, err := openForCLI(cfg, true)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	runs, err := st.Runs(*limit)
-	if err != nil {
-		return err
-	}
-	links, err := st.Links()
-	if err != nil {
-		return err
-	}
-	overrides, err := st.Overrides()
+	rep, err := statusReport(cfg, *limit)
 	if err != nil {
 		return err
 	}
 	if *output == "json" {
-		return json.NewEncoder(stdout).Encode(map[string]any{"runs": runs, "managed_users": len(links), "overrides": len(overrides)})
+		return json.NewEncoder(stdout).Encode(rep)
 	}
-	fmt.Fprintf(stdout, "state: %s — %d managed users, %d overrides\n", cfg.State.Path, len(links), len(overrides))
-	if len(runs) == 0 {
+	fmt.Fprintf(stdout, "state: %s — %d managed users, %d overrides\n", cfg.State.Path, rep.ManagedUsers, len(rep.Overrides))
+	if !rep.NextRun.IsZero() {
+		running := ""
+		if rep.Running {
+			running = "; a sync is running now"
+		}
+		fmt.Fprintf(stdout, "daemon: schedule %q, next run %s%s\n", rep.Schedule, rep.NextRun.Local().Format(time.DateTime), running)
+	}
+	if len(rep.Runs) == 0 {
 		fmt.Fprintln(stdout, "no runs yet")
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTARTED\tDURATION\tRESULT\tCOUNTS\tERRORS")
-	for _, r := range runs {
+	for _, r := range rep.Runs {
 		dur := "-"
 		if !r.Finished.IsZero() {
 			dur = r.Finished.Sub(r.Started).Round(time.Millisecond).String()
@@ -136,6 +166,9 @@ func cmdOverride(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	st, err := openForCLI(cfg, rest[0] == "list")
+	if errors.Is(err, state.ErrLocked) {
+		return overrideViaDaemon(cfg, rest, stdout, stderr)
+	}
 	if err != nil {
 		return err
 	}
@@ -156,21 +189,58 @@ func cmdOverride(_ context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(stdout, "override for %s cleared\n", rest[1])
 	case rest[0] == "list" && len(rest) == 1:
-		os, err := st.Overrides()
+		ovs, err := st.Overrides()
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "USER\tMODE\tSET")
-		for _, o := range os {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", o.UserName, o.Mode, o.SetAt.Local().Format(time.DateTime))
+		list := make([]state.Override, 0, len(ovs))
+		for _, o := range ovs {
+			list = append(list, o)
 		}
-		return tw.Flush()
+		return printOverrides(stdout, list)
 	default:
 		fmt.Fprintln(stderr, "usage: scimsync override [--config F] set USER CMS|DEFAULT | clear USER | list")
 		return errUsage
 	}
 	return nil
+}
+
+func printOverrides(w io.Writer, list []state.Override) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tMODE\tSET")
+	for _, o := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", o.UserName, o.Mode, o.SetAt.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+// overrideViaDaemon asks the running daemon, which holds the state file, to record the override.
+func overrideViaDaemon(cfg *fileConfig, rest []string, stdout, stderr io.Writer) error {
+	a, err := newAdminClient(cfg)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rest[0] == "list" && len(rest) == 1:
+		var rep daemon.StatusReport
+		if err := a.do(http.MethodGet, "/status", nil, &rep); err != nil {
+			return err
+		}
+		return printOverrides(stdout, rep.Overrides)
+	case rest[0] == "set" && len(rest) == 3, rest[0] == "clear" && len(rest) == 2:
+		body := map[string]string{"user": rest[1]}
+		if rest[0] == "set" {
+			body["mode"] = rest[2]
+		}
+		var out map[string]string
+		if err := a.do(http.MethodPost, "/overrides", body, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: override recorded by the running daemon\n", rest[1])
+		return nil
+	}
+	fmt.Fprintln(stderr, "usage: scimsync override [--config F] set USER CMS|DEFAULT | clear USER | list")
+	return errUsage
 }
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/scimsync/scimsync/daemon"
+
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
@@ -17,17 +19,11 @@ type fileConfig struct {
 	Mapping sync.MappingConfig `yaml:"mapping"`
 	Sync    sync.Config        `yaml:"sync"`
 	Server  scim.ServerConfig  `yaml:"server"`
-	Admin   adminConfig        `yaml:"admin"`
+	Admin   daemon.AdminConfig `yaml:"admin"`
 	State   state.Config       `yaml:"state"`
 	Log     logConfig          `yaml:"log"`
 
 	file *config.File
-}
-
-// adminConfig is read by `scimsync run` (health, metrics, run-now); accepted here so one file
-// serves every command.
-type adminConfig struct {
-	Listen string `yaml:"listen"`
 }
 
 type logConfig struct {
@@ -38,7 +34,7 @@ type logConfig struct {
 func defaults() fileConfig {
 	return fileConfig{
 		LDAP: ldap.DefaultConfig(), Target: scim.DefaultTargetConfig(), Sync: sync.DefaultConfig(),
-		Server: scim.DefaultServerConfig(), Admin: adminConfig{Listen: "127.0.0.1:9464"},
+		Server: scim.DefaultServerConfig(), Admin: daemon.DefaultAdminConfig(),
 		State: state.DefaultConfig(), Log: logConfig{Level: "info"},
 	}
 }
@@ -50,6 +46,7 @@ const (
 	needLDAP   section = "ldap"
 	needTarget section = "target"
 	needServer section = "server"
+	needDaemon section = "daemon" // not a section: `run` needs admin and schedule checks
 )
 
 // loadConfig reads path strictly and validates the sections the command uses, reporting every
@@ -70,6 +67,16 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	cfg.file = f
 	var ps config.Problems
 	for _, s := range need {
+		if s == needDaemon {
+			ps.Merge("admin", cfg.Admin.Validate())
+			if err := daemon.ValidateSchedule(cfg.Sync.Schedule, cfg.Sync.Timezone); err != nil {
+				ps.Add("sync.schedule", "%v", err)
+			}
+			if f.Line("server") > 0 {
+				ps.Merge("server", cfg.Server.Validate())
+			}
+			continue
+		}
 		if f.Line(string(s)) == 0 {
 			ps.Add(string(s), "section required by this command is missing")
 			continue
@@ -113,4 +120,15 @@ func contains(ss []section, s section) bool {
 		}
 	}
 	return false
+}
+
+// settings turns the file into what the daemon runs on.
+func (c *fileConfig) settings() *daemon.Settings {
+	s := &daemon.Settings{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Admin: c.Admin,
+		State: c.State, Level: c.Log.Level}
+	if c.file.Line("server") > 0 {
+		srv := c.Server
+		s.Server = &srv
+	}
+	return s
 }

@@ -57,6 +57,7 @@ func exitCode(err error) int {
 const usage = `scimsync keeps a SCIM 2.0 endpoint in step with an LDAP directory.
 
 Usage:
+  scimsync run      --config FILE          the daemon: scheduled sync, SCIM server, admin listener
   scimsync sync     --config FILE [--dry-run] [--output text|json] [--user NAME] [--allow-deprovision N]
   scimsync serve    --config FILE          run the SCIM 2.0 server identity providers provision into
   scimsync status   --config FILE          show the last runs
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"sync": cmdSync, "serve": cmdServe, "status": cmdStatus, "check": cmdCheck,
-		"override": cmdOverride, "demo": cmdDemo,
+		"override": cmdOverride, "demo": cmdDemo, "run": cmdRun,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -109,9 +110,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 // newLogger builds the zap logger the config asks for; console on a terminal when no format is
 // set. Logs go to stderr: stdout carries plans and reports.
 func newLogger(cfg logConfig, stderr io.Writer) (*zap.Logger, error) {
+	l, _, err := newLeveledLogger(cfg, stderr)
+	return l, err
+}
+
+// newLeveledLogger also returns the level, which the daemon changes at run time.
+func newLeveledLogger(cfg logConfig, stderr io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	lvl, err := zap.ParseAtomicLevel(cfg.Level)
 	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
+		return nil, lvl, fmt.Errorf("log.level: %w", err)
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -129,7 +136,7 @@ func newLogger(cfg logConfig, stderr io.Writer) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(stderr), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(stderr), lvl)), lvl, nil
 }
 
 func isTerminal(w io.Writer) bool {
