@@ -19,7 +19,7 @@ import (
 )
 
 // cmdRun is the daemon. SIGINT/SIGTERM arrive as ctx; SIGHUP reloads the config.
-func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := newFlags("run", stderr)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -28,7 +28,8 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, level, err := newLeveledLogger(cfg.Log, stderr)
+	// the daemon has no plan to print: its logs go to stdout, where journald reads them
+	log, level, err := newLeveledLogger(cfg.Log, stdout)
 	if err != nil {
 		return err
 	}
