@@ -286,7 +286,7 @@ func (d *Daemon) runOnce(ctx context.Context, dry bool) (*sync.Plan, *sync.Resul
 		return nil, nil, err
 	}
 	tgt.Observe(d.m.observeSCIM)
-	mapping, ps := sync.NewMapping(s.Mapping)
+	mapping, ps := sync.NewMapping(s.Target.Profile, s.Mapping)
 	if err := ps.Err(); err != nil {
 		return nil, nil, err
 	}

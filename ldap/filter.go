@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -88,8 +89,83 @@ func match(p *ber.Packet, e Entry) bool {
 			}
 		}
 		return false
+	case goldap.FilterExtensibleMatch:
+		return extensibleMatch(p, e)
 	}
-	return false // extensible match is not evaluated in memory
+	return false
+}
+
+// AD's bitwise matching rules, as used in (userAccountControl:1.2.840.113556.1.4.803:=2).
+const (
+	ruleBitAnd = "1.2.840.113556.1.4.803"
+	ruleBitOr  = "1.2.840.113556.1.4.804"
+)
+
+// extensibleMatch evaluates the bitwise AND/OR rules; other matching rules match nothing
+// rather than guess.
+func extensibleMatch(p *ber.Packet, e Entry) bool {
+	var rule, attr, value string
+	for _, c := range p.Children {
+		switch c.Tag {
+		case goldap.MatchingRuleAssertionMatchingRule:
+			rule = packetString(c)
+		case goldap.MatchingRuleAssertionType:
+			attr = packetString(c)
+		case goldap.MatchingRuleAssertionMatchValue:
+			value = packetString(c)
+		}
+	}
+	want, err := strconv.ParseInt(value, 10, 64)
+	if err != nil || (rule != ruleBitAnd && rule != ruleBitOr) {
+		return false
+	}
+	for _, v := range values(e, attr) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if (rule == ruleBitAnd && n&want == want) || (rule == ruleBitOr && n&want != 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// Attributes lists the attribute names the filter reads, to request them from the directory.
+func (m Matcher) Attributes() []string {
+	seen := map[string]bool{}
+	var out []string
+	var walk func(p *ber.Packet)
+	walk = func(p *ber.Packet) {
+		var name string
+		switch p.Tag {
+		case goldap.FilterAnd, goldap.FilterOr, goldap.FilterNot:
+			for _, c := range p.Children {
+				walk(c)
+			}
+			return
+		case goldap.FilterPresent:
+			name = string(p.Data.Bytes())
+		case goldap.FilterExtensibleMatch:
+			for _, c := range p.Children {
+				if c.Tag == goldap.MatchingRuleAssertionType {
+					name = packetString(c)
+				}
+			}
+		default:
+			if len(p.Children) > 0 {
+				name = packetString(p.Children[0])
+			}
+		}
+		if l := strings.ToLower(name); l != "" && !seen[l] {
+			seen[l] = true
+			out = append(out, name)
+		}
+	}
+	if m.root != nil {
+		walk(m.root)
+	}
+	return out
 }
 
 func substringMatch(v string, parts []*ber.Packet) bool {

@@ -52,7 +52,7 @@ func TestFileSourceAppliesBaseScopeAndFilter(t *testing.T) {
 }
 
 func TestMatcher(t *testing.T) {
-	e := Entry{DN: "uid=a", Attrs: map[string][]string{"objectclass": {"top", "inetOrgPerson"}, "uid": {"Alice"}, "mail": {"a@x.org"}, "ou": {"Sales"}}}
+	e := Entry{DN: "uid=a", Attrs: map[string][]string{"objectclass": {"top", "inetOrgPerson"}, "uid": {"Alice"}, "mail": {"a@x.org"}, "ou": {"Sales"}, "uac": {"514"}}}
 	tests := map[string]bool{
 		"(objectClass=inetorgperson)":           true,
 		"(uid=alice)":                           true,
@@ -66,6 +66,10 @@ func TestMatcher(t *testing.T) {
 		"(uid>=B)":                              false,
 		"(uid<=B)":                              true,
 		"(cn=" + EscapeFilter("J*hn (x)") + ")": false,
+		"(uac:1.2.840.113556.1.4.803:=2)":       true,
+		"(uac:1.2.840.113556.1.4.803:=18)":      false,
+		"(uac:1.2.840.113556.1.4.804:=18)":      true,
+		"(uac:2.5.13.2:=2)":                     false,
 	}
 	for f, want := range tests {
 		m, err := CompileMatcher(f)
@@ -75,6 +79,16 @@ func TestMatcher(t *testing.T) {
 		if got := m.Match(e); got != want {
 			t.Errorf("%s = %v, want %v", f, got, want)
 		}
+	}
+}
+
+func TestMatcherAttributes(t *testing.T) {
+	m, err := CompileMatcher("(|(nsAccountLock=TRUE)(pwdAccountLockedTime=*)(userAccountControl:1.2.840.113556.1.4.803:=2))")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(m.Attributes(), ","); got != "nsAccountLock,pwdAccountLockedTime,userAccountControl" {
+		t.Fatalf("attributes %s", got)
 	}
 }
 

@@ -72,6 +72,8 @@ func scimsyncExtension() schema.Schema {
 			schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{Name: "managementMode",
 				CanonicalValues: []string{ModeDefault, ModeCMS},
 				Description:     optional.NewString("DEFAULT: the sync manages the user; CMS: hands off, managed elsewhere")})),
+			schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{Name: "description",
+				Description: optional.NewString("Free-text description from the directory (e.g. Cloudomation's description)")})),
 		},
 	}
 }

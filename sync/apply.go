@@ -256,13 +256,13 @@ func (e *Engine) linkFor(it Item, origin state.Origin, payload Payload, now time
 		l.CreatedAt = it.link.CreatedAt
 	}
 	if it.desired != nil {
-		l.Hash = hash(payload.values(*it.desired, true))
+		l.Hash = hash(payload.values(*it.desired))
 	}
 	return l
 }
 
 func (e *Engine) changeCreate(it Item, payload Payload) state.Change {
 	ch := e.change(it, "create")
-	ch.New = payload.values(*it.desired, true)
+	ch.New = payload.values(*it.desired)
 	return ch
 }

@@ -2,39 +2,38 @@ package sync
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
 )
 
-// MappingConfig is the `mapping:` section. Attributes are merged key by key over the defaults;
-// an empty value removes a default mapping.
+// MappingConfig is the `mapping:` section. It is merged over the target profile's mapping:
+// attributes and rules key by key (an empty attribute value removes a mapping), the rest when set.
 type MappingConfig struct {
-	Attributes map[string]string `yaml:"attributes"`
-	Required   []string          `yaml:"required"`
+	Attributes map[string]string `yaml:"attributes,omitempty"`
+	Required   []string          `yaml:"required,omitempty"`
+	Rules      map[string]Rule   `yaml:"rules,omitempty"`
+	// DisabledIf is an LDAP filter; matching users are sent with active=false ("none" turns
+	// the profile's off).
+	DisabledIf string `yaml:"disabled_if,omitempty"`
+	// UniqueUserNames says what happens when two directory users map to one userName:
+	// "invalid" (both reported, the second not sent) or "suffix" (the later one gets -2, -3 …,
+	// recorded in state so it is stable across runs).
+	UniqueUserNames string `yaml:"unique_user_names,omitempty"`
 }
 
-// DefaultMapping is the generic profile's mapping for inetOrgPerson / AD users.
-func DefaultMapping() MappingConfig {
-	return MappingConfig{
-		Attributes: map[string]string{
-			"userName":                  "{uid ?? sAMAccountName}",
-			"displayName":               "{displayName ?? cn}",
-			"name.givenName":            "{givenName}",
-			"name.familyName":           "{sn}",
-			"emails.work":               "{mail}",
-			"phoneNumbers.work":         "{telephoneNumber}",
-			"phoneNumbers.mobile":       "{mobile}",
-			"title":                     "{title}",
-			"enterprise.employeeNumber": "{employeeNumber}",
-			"enterprise.department":     "{departmentNumber ?? department}",
-		},
-		Required: []string{"userName"},
-	}
+// Rule is a constraint a target puts on one attribute, checked before anything is sent.
+type Rule struct {
+	MinLength int    `yaml:"min_length,omitempty"`
+	MaxLength int    `yaml:"max_length,omitempty"` // in characters
+	Pattern   string `yaml:"pattern,omitempty"`    // the whole value must match
+	Email     bool   `yaml:"email,omitempty"`
 }
 
 // slot is where a mapping key lands in a SCIM User.
@@ -89,6 +88,7 @@ var slots = func() map[string]slot {
 		m["enterprise."+a] = slot{key: "enterprise." + a, ext: scim.EnterpriseSchema, attr: a}
 	}
 	m["enterprise.manager"] = slot{key: "enterprise.manager", ext: scim.EnterpriseSchema, attr: "manager", sub: "value"}
+	m["description"] = slot{key: "description", ext: scim.ScimsyncSchema, attr: "description"}
 	return m
 }()
 
@@ -105,8 +105,12 @@ func mappableKeys() []string {
 
 // Mapping turns directory entries into desired SCIM users.
 type Mapping struct {
-	fields   []field
-	required map[string]bool
+	profile    Profile
+	fields     []field
+	required   map[string]bool
+	rules      map[string]compiledRule
+	disabledIf *ldap.Matcher
+	suffix     bool
 }
 
 type field struct {
@@ -114,19 +118,33 @@ type field struct {
 	tmpl *Template
 }
 
-// NewMapping merges cfg over the defaults and compiles every template, reporting every
-// problem with its key.
-func NewMapping(cfg MappingConfig) (*Mapping, config.Problems) {
+type compiledRule struct {
+	Rule
+	re *regexp.Regexp
+}
+
+// NewMapping merges cfg over the named profile's mapping and compiles every template and rule,
+// reporting every problem with its key.
+func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problems) {
 	var ps config.Problems
-	merged := DefaultMapping().Attributes
+	prof, ok := ProfileByName(profileName)
+	if !ok {
+		ps.Add("profile", "unknown target profile %q (known: %s)", profileName, strings.Join(ProfileNames(), ", "))
+		prof, _ = ProfileByName("generic")
+	}
+	base := prof.Mapping
+	merged := map[string]string{}
+	for k, v := range base.Attributes {
+		merged[k] = v
+	}
 	for k, v := range cfg.Attributes {
 		merged[k] = v
 	}
-	required := cfg.Required
-	if len(required) == 0 {
-		required = DefaultMapping().Required
+	required := base.Required
+	if len(cfg.Required) > 0 {
+		required = cfg.Required
 	}
-	m := &Mapping{required: map[string]bool{}}
+	m := &Mapping{profile: prof, required: map[string]bool{}, rules: map[string]compiledRule{}}
 	keys := make([]string, 0, len(merged))
 	for k := range merged {
 		keys = append(keys, k)
@@ -134,7 +152,7 @@ func NewMapping(cfg MappingConfig) (*Mapping, config.Problems) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		src := merged[k]
-		if _, ok := slots[k]; !ok || k == keyExternalID || k == keyActive || k == keyDN {
+		if !isMappable(k) {
 			ps.Add("attributes."+k, "unknown SCIM attribute key (known: %s)", strings.Join(mappableKeys(), ", "))
 			continue
 		}
@@ -157,8 +175,65 @@ func NewMapping(cfg MappingConfig) (*Mapping, config.Problems) {
 	if !m.required["userName"] {
 		ps.Add("required", "userName must be required: a user without one cannot be matched or created")
 	}
+	rules := map[string]Rule{}
+	for k, r := range base.Rules {
+		rules[k] = r
+	}
+	for k, r := range cfg.Rules {
+		rules[k] = r
+	}
+	for k, r := range rules {
+		if !isMappable(k) {
+			ps.Add("rules."+k, "unknown SCIM attribute key")
+			continue
+		}
+		cr := compiledRule{Rule: r}
+		if r.Pattern != "" {
+			re, err := regexp.Compile(`^(?:` + r.Pattern + `)$`)
+			if err != nil {
+				ps.Add("rules."+k+".pattern", "%v", err)
+				continue
+			}
+			cr.re = re
+		}
+		if r.MaxLength < 0 || r.MinLength < 0 || (r.MaxLength > 0 && r.MinLength > r.MaxLength) {
+			ps.Add("rules."+k, "lengths must be 0 or more, min_length at most max_length")
+		}
+		m.rules[k] = cr
+	}
+	disabledIf := base.DisabledIf
+	if cfg.DisabledIf != "" {
+		disabledIf = cfg.DisabledIf
+	}
+	if disabledIf != "" && disabledIf != "none" {
+		dm, err := ldap.CompileMatcher(disabledIf)
+		if err != nil {
+			ps.Add("disabled_if", "%v", err)
+		} else {
+			m.disabledIf = &dm
+		}
+	}
+	unique := base.UniqueUserNames
+	if cfg.UniqueUserNames != "" {
+		unique = cfg.UniqueUserNames
+	}
+	switch unique {
+	case "", "invalid":
+	case "suffix":
+		m.suffix = true
+	default:
+		ps.Add("unique_user_names", "must be invalid or suffix, got %q", unique)
+	}
 	return m, ps
 }
+
+func isMappable(k string) bool {
+	_, ok := slots[k]
+	return ok && k != keyExternalID && k != keyActive && k != keyDN
+}
+
+// Profile is the target profile this mapping was built from.
+func (m *Mapping) Profile() Profile { return m.profile }
 
 // Attributes lists the LDAP attributes the mapping reads, to request nothing else.
 func (m *Mapping) Attributes() []string {
@@ -172,6 +247,14 @@ func (m *Mapping) Attributes() []string {
 			}
 		}
 	}
+	if m.disabledIf != nil {
+		for _, a := range m.disabledIf.Attributes() {
+			if l := strings.ToLower(a); !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
 	sort.Strings(out)
 	return out
 }
@@ -181,6 +264,7 @@ type Desired struct {
 	ExternalID string
 	DN         string
 	Values     map[string]string // mapping key -> value; absent keys are absent on the target
+	Active     bool              // false when the directory says the account is locked or disabled
 }
 
 // UserName is the desired userName.
@@ -200,7 +284,7 @@ func (e *MapError) Error() string {
 
 // Map evaluates every field for e.
 func (m *Mapping) Map(e ldap.Entry) (Desired, *MapError) {
-	d := Desired{ExternalID: e.ID, DN: e.DN, Values: map[string]string{}}
+	d := Desired{ExternalID: e.ID, DN: e.DN, Values: map[string]string{}, Active: m.disabledIf == nil || !m.disabledIf.Match(e)}
 	var merr *MapError
 	fail := func(attr, rule, problem string) {
 		if merr == nil {
@@ -219,12 +303,39 @@ func (m *Mapping) Map(e ldap.Entry) (Desired, *MapError) {
 			}
 			continue
 		}
+		if r, ok := m.rules[f.key]; ok {
+			if rule, problem := r.check(v); rule != "" {
+				fail(f.key, rule, fmt.Sprintf("%s %s", f.key, problem))
+				continue
+			}
+		}
 		d.Values[f.key] = v
 	}
 	if merr != nil {
 		return Desired{}, merr
 	}
 	return d, nil
+}
+
+// check returns the broken rule and why, or "" when v complies.
+func (r compiledRule) check(v string) (rule, problem string) {
+	n := utf8.RuneCountInString(v)
+	switch {
+	case r.MinLength > 0 && n < r.MinLength:
+		return fmt.Sprintf("at least %d characters", r.MinLength), fmt.Sprintf("%q has %d", v, n)
+	case r.MaxLength > 0 && n > r.MaxLength:
+		return fmt.Sprintf("at most %d characters", r.MaxLength), fmt.Sprintf("%q has %d", v, n)
+	case r.re != nil && !r.re.MatchString(v):
+		return "pattern " + r.Pattern, fmt.Sprintf("%q does not match", v)
+	case r.Email && !looksLikeEmail(v):
+		return "email address", fmt.Sprintf("%q is not an email address", v)
+	}
+	return "", ""
+}
+
+func looksLikeEmail(v string) bool {
+	at := strings.LastIndexByte(v, '@')
+	return at > 0 && at < len(v)-1 && !strings.ContainsAny(v, " \t\r\n") && strings.Contains(v[at:], ".")
 }
 
 func isOrAre(n int) string {
@@ -282,8 +393,8 @@ func (p Payload) allowed(s slot) bool { return s.ext == "" || p.Extensions[s.ext
 
 // values returns every slot value of a desired user that may be sent, including the computed
 // externalId, ldapUserDN and active.
-func (p Payload) values(d Desired, active bool) map[string]string {
-	out := map[string]string{keyExternalID: d.ExternalID, keyActive: strconv.FormatBool(active)}
+func (p Payload) values(d Desired) map[string]string {
+	out := map[string]string{keyExternalID: d.ExternalID, keyActive: strconv.FormatBool(d.Active)}
 	if p.Extensions[scim.ScimsyncSchema] {
 		out[keyDN] = d.DN
 	}
@@ -308,7 +419,7 @@ func (p Payload) Document(d Desired, base scim.Doc) scim.Doc {
 		}
 	}
 	doc["schemas"] = schemas
-	vals := p.values(d, true)
+	vals := p.values(d)
 	keys := make([]string, 0, len(vals))
 	for k := range vals {
 		keys = append(keys, k)
@@ -376,7 +487,7 @@ type Diff struct {
 // diff compares what should be sent with the target's copy, over the mapped slots only:
 // attributes the mapping does not cover are never touched.
 func (p Payload) diff(m *Mapping, d Desired, actual scim.Doc) []Diff {
-	want := p.values(d, true)
+	want := p.values(d)
 	keys := map[string]bool{}
 	for k := range want {
 		keys[k] = true

@@ -149,6 +149,9 @@ func New(cfg Config, mapping *Mapping, src ldap.Source, tgt Target, st *state.St
 	if err != nil {
 		return nil, err
 	}
+	if mapping.profile.NoDirectDelete && cfg.Deprovision == DeprovisionDelete {
+		return nil, fmt.Errorf("sync: the %s profile needs a disable before any delete: use deprovision: disable with delete_after", mapping.profile.Name)
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -202,7 +205,7 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	if len(cands) == 0 && len(links) > 0 && opts.OnlyUser == "" {
 		return nil, fmt.Errorf("sync: %w", ErrEmptySource)
 	}
-	cands, dupes := dedupe(cands, links)
+	cands, dupes := dedupe(cands, links, e.mapping)
 	invalid = append(invalid, dupes...)
 
 	// 2. the target
@@ -210,6 +213,7 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync: discover target: %w", err)
 	}
+	caps.Extensions = e.mapping.extensions(caps.Extensions)
 	plan.caps = caps
 	payload := Payload{Extensions: caps.Extensions}
 	for _, f := range e.mapping.fields {
@@ -280,9 +284,11 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	return plan, nil
 }
 
-// dedupe keeps one directory user per externalId and per userName; the others are invalid.
-// The one already linked wins, then the smaller DN, so the choice is stable across runs.
-func dedupe(cands []candidate, links map[string]state.Link) ([]candidate, []Item) {
+// dedupe keeps one directory user per externalId and per userName. The one already linked
+// wins, then the smaller DN, so the choice is stable across runs. A userName collision makes the
+// later user invalid, or, with unique_user_names: suffix, gives it name-2, name-3 …; the name a
+// user was given is recorded in its link, so it keeps it on every later run.
+func dedupe(cands []candidate, links map[string]state.Link, m *Mapping) ([]candidate, []Item) {
 	sort.SliceStable(cands, func(i, j int) bool {
 		_, li := links[cands[i].d.ExternalID]
 		_, lj := links[cands[j].d.ExternalID]
@@ -294,6 +300,17 @@ func dedupe(cands []candidate, links map[string]state.Link) ([]candidate, []Item
 	byExt, byName := map[string]string{}, map[string]string{}
 	var keep []candidate
 	var invalid []Item
+	var pending []candidate // suffix mode: collided, named in a second pass
+	if m.suffix {
+		// first, every linked user keeps the name it was given if it still derives from its base
+		for i, c := range cands {
+			l, linked := links[c.d.ExternalID]
+			if linked && l.UserName != c.d.UserName() && isSuffixOf(l.UserName, c.d.UserName(), m.maxUserName()) &&
+				byName[strings.ToLower(l.UserName)] == "" {
+				cands[i].d.Values["userName"] = l.UserName
+			}
+		}
+	}
 	for _, c := range cands {
 		name := strings.ToLower(c.d.UserName())
 		if other, dup := byExt[c.d.ExternalID]; dup {
@@ -302,6 +319,11 @@ func dedupe(cands []candidate, links map[string]state.Link) ([]candidate, []Item
 			continue
 		}
 		if other, dup := byName[name]; dup {
+			if m.suffix {
+				pending = append(pending, c)
+				byExt[c.d.ExternalID] = c.d.DN
+				continue
+			}
 			invalid = append(invalid, Item{Action: ActionInvalid, DN: c.d.DN, UserName: c.d.UserName(), ExternalID: c.d.ExternalID,
 				Attribute: "userName", Rule: "unique", Reason: fmt.Sprintf("userName %q is also produced by %s", c.d.UserName(), other)})
 			continue
@@ -309,7 +331,44 @@ func dedupe(cands []candidate, links map[string]state.Link) ([]candidate, []Item
 		byExt[c.d.ExternalID], byName[name] = c.d.DN, c.d.DN
 		keep = append(keep, c)
 	}
+	for _, c := range pending {
+		base := c.d.UserName()
+		for n := 2; ; n++ {
+			cand := withSuffix(base, n, m.maxUserName())
+			if byName[strings.ToLower(cand)] == "" {
+				c.d.Values["userName"] = cand
+				byName[strings.ToLower(cand)] = c.d.DN
+				keep = append(keep, c)
+				break
+			}
+		}
+	}
 	return keep, invalid
+}
+
+// maxUserName is the userName length rule, or 0 for none.
+func (m *Mapping) maxUserName() int { return m.rules["userName"].MaxLength }
+
+// withSuffix appends -n, shortening base so the result stays within limit characters.
+func withSuffix(base string, n, limit int) string {
+	suffix := fmt.Sprintf("-%d", n)
+	if limit > 0 {
+		base = truncateRunes(base, max(limit-len(suffix), 1))
+	}
+	return base + suffix
+}
+
+// isSuffixOf reports whether name is base itself or a suffixed form withSuffix would produce.
+func isSuffixOf(name, base string, limit int) bool {
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 {
+		return false
+	}
+	var n int
+	if _, err := fmt.Sscanf(name[i+1:], "%d", &n); err != nil || n < 2 || fmt.Sprint(n) != name[i+1:] {
+		return false
+	}
+	return withSuffix(base, n, limit) == name
 }
 
 // handsOff applies design.md's order: administrator override, config rule, target attribute.

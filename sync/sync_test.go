@@ -144,7 +144,7 @@ func (e *env) run(o runOpts) (*scimsync.Plan, *scimsync.Result, error) {
 	if o.mapping != nil {
 		o.mapping(&mcfg)
 	}
-	mapping, ps := scimsync.NewMapping(mcfg)
+	mapping, ps := scimsync.NewMapping("generic", mcfg)
 	if len(ps) > 0 {
 		e.t.Fatal(ps)
 	}

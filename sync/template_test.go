@@ -60,7 +60,7 @@ func TestTemplateErrorsNamePosition(t *testing.T) {
 }
 
 func TestMappingReportsEveryMissingAttributeWithDN(t *testing.T) {
-	m, ps := NewMapping(MappingConfig{Attributes: map[string]string{"emails.work": "{nomail}", "title": "{notitle}"},
+	m, ps := NewMapping("generic", MappingConfig{Attributes: map[string]string{"emails.work": "{nomail}", "title": "{notitle}"},
 		Required: []string{"userName", "emails.work", "title"}})
 	if len(ps) != 0 {
 		t.Fatal(ps)
@@ -69,7 +69,7 @@ func TestMappingReportsEveryMissingAttributeWithDN(t *testing.T) {
 	if merr == nil || len(merr.Problems) != 2 || !strings.Contains(merr.Error(), entry().DN) {
 		t.Fatalf("got %v", merr)
 	}
-	_, ps = NewMapping(MappingConfig{Attributes: map[string]string{"nosuch": "{x}", "title": "{"}, Required: []string{"title", "nickName"}})
+	_, ps = NewMapping("generic", MappingConfig{Attributes: map[string]string{"nosuch": "{x}", "title": "{"}, Required: []string{"title", "nickName"}})
 	if len(ps) != 4 { // unknown key, bad template, required but unmapped, userName not required
 		t.Fatalf("problems %v", ps)
 	}
@@ -156,7 +156,7 @@ func FuzzTemplate(f *testing.F) {
 func FuzzMapping(f *testing.F) {
 	f.Add("{uid | truncate(4)}", "alice", "alice@example.org")
 	f.Fuzz(func(t *testing.T, tmpl, uid, mail string) {
-		m, ps := NewMapping(MappingConfig{Attributes: map[string]string{"userName": tmpl}})
+		m, ps := NewMapping("generic", MappingConfig{Attributes: map[string]string{"userName": tmpl}})
 		if len(ps) > 0 {
 			return
 		}

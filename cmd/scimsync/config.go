@@ -3,9 +3,8 @@ package main
 import (
 	"fmt"
 
-	"github.com/scimsync/scimsync/daemon"
-
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
@@ -92,8 +91,17 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	}
 	if contains(need, needLDAP) || contains(need, needTarget) {
 		ps.Merge("sync", cfg.Sync.Validate())
-		_, mps := sync.NewMapping(cfg.Mapping)
-		ps.Merge("mapping", mps)
+		_, mps := sync.NewMapping(cfg.Target.Profile, cfg.Mapping)
+		for _, p := range mps {
+			if p.Path == "profile" {
+				ps.Add("target.profile", "%s", p.Msg)
+				continue
+			}
+			ps.Merge("mapping", config.Problems{p})
+		}
+		if prof, ok := sync.ProfileByName(cfg.Target.Profile); ok && prof.NoDirectDelete && cfg.Sync.Deprovision == sync.DeprovisionDelete {
+			ps.Add("sync.deprovision", "the %s profile disables before any delete: use disable with delete_after", prof.Name)
+		}
 	}
 	ps.Merge("state", cfg.State.Validate())
 	switch cfg.Log.Level {

@@ -63,6 +63,7 @@ Usage:
   scimsync status   --config FILE          show the last runs
   scimsync check    --config FILE          validate the config, test the directory and the target
   scimsync override --config FILE set USER CMS|DEFAULT | clear USER | list
+  scimsync profiles [--show NAME]          list target profiles, or print one's mapping
   scimsync demo     [--dir DIR]            sync a bundled sample directory into the built-in server
 
 Exit codes: 0 done or nothing to do, 1 error, 2 dry run with changes pending,
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"sync": cmdSync, "serve": cmdServe, "status": cmdStatus, "check": cmdCheck,
-		"override": cmdOverride, "demo": cmdDemo, "run": cmdRun,
+		"override": cmdOverride, "demo": cmdDemo, "run": cmdRun, "profiles": cmdProfiles,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

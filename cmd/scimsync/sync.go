@@ -68,7 +68,7 @@ func syncOnce(ctx context.Context, cfg *fileConfig, f syncFlags, log *zap.Logger
 		return err
 	}
 	defer st.Close()
-	mapping, _ := sync.NewMapping(cfg.Mapping) // validated in loadConfig
+	mapping, _ := sync.NewMapping(cfg.Target.Profile, cfg.Mapping) // validated in loadConfig
 	eng, err := sync.New(cfg.Sync, mapping, src, tgt, st, log, sync.Options{Concurrency: cfg.Target.Concurrency})
 	if err != nil {
 		return err
