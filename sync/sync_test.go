@@ -120,6 +120,7 @@ func (e *env) resetLog() {
 }
 
 type runOpts struct {
+	profile string
 	dryRun  bool
 	plan    scimsync.PlanOptions
 	sync    func(*scimsync.Config)
@@ -144,7 +145,11 @@ func (e *env) run(o runOpts) (*scimsync.Plan, *scimsync.Result, error) {
 	if o.mapping != nil {
 		o.mapping(&mcfg)
 	}
-	mapping, ps := scimsync.NewMapping("generic", mcfg)
+	profile := o.profile
+	if profile == "" {
+		profile = "generic"
+	}
+	mapping, ps := scimsync.NewMapping(profile, mcfg)
 	if len(ps) > 0 {
 		e.t.Fatal(ps)
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 )
 
+// The ppolicy overlay is loaded so entries can carry pwdAccountLockedTime (a locked account).
+
 // Suffix and credentials of the test directory.
 const (
 	Suffix   = "dc=example,dc=org"
@@ -121,6 +123,7 @@ include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload ppolicy
 pidfile %s/slapd.pid
 sizelimit unlimited
 database mdb
@@ -132,6 +135,7 @@ directory %s
 index objectClass eq
 index entryUUID eq
 limits * size=unlimited size.pr=unlimited time=unlimited
+overlay ppolicy
 `, dir, Suffix, AdminDN, AdminPW, db)
 }
 
