@@ -88,6 +88,7 @@ func profiles() map[string]Profile {
 					"enterprise.department": "{departmentNumber ?? department}",
 					"title":                 "{title}",
 					"phoneNumbers.work":     "{telephoneNumber}",
+					"timezone":              "{timeZone}", // no standard LDAP attribute: sent when the directory has one
 				},
 				Required:   []string{"userName", "displayName", "emails.work"},
 				Rules:      map[string]Rule{"emails.work": emailRule},

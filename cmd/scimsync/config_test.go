@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/scimsync/scimsync/config"
@@ -46,5 +47,32 @@ func TestMissingSectionAndUnknownKey(t *testing.T) {
 	f, _ = config.Parse("c.yaml", []byte("state:\n  path: /tmp/x\n  pth: y\n"))
 	if _, err := decodeConfig(f); err == nil {
 		t.Fatal("unknown key accepted")
+	}
+}
+
+func TestProfilesCommand(t *testing.T) {
+	out, code := runCLI(t, "profiles")
+	for _, p := range []string{"generic", "nuage-vsd", "passbolt", "civis", "cloudomation"} {
+		if !strings.Contains(out, p) {
+			t.Errorf("profiles lacks %s:\n%s", p, out)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	out, code = runCLI(t, "profiles", "--show", "passbolt")
+	if code != 0 || !strings.Contains(out, "{mail | lower}") {
+		t.Fatalf("--show passbolt: %d\n%s", code, out)
+	}
+	// what --show prints is a valid mapping section, ready to paste
+	f, err := config.Parse("show.yaml", []byte(out+"target:\n  url: http://127.0.0.1:1/scim/v2\n  token: x\n  profile: passbolt\nldap:\n  url: file:///dev/null\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeConfig(f, needLDAP, needTarget); err != nil {
+		t.Fatalf("--show output does not load back: %v", err)
+	}
+	if _, code = runCLI(t, "profiles", "--show", "nope"); code != exitError {
+		t.Fatalf("unknown profile: exit %d", code)
 	}
 }
