@@ -50,12 +50,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // constant time. Without a configured token they are refused, never open.
 func (d *Daemon) authorized(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d.adminTok.IsZero() {
+		d.mu.Lock()
+		tok := d.adminTok
+		d.mu.Unlock()
+		if tok.IsZero() {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "set admin.token (or admin.token_file) to use this endpoint"})
 			return
 		}
 		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(d.adminTok.Reveal())) != 1 {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(tok.Reveal())) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="scimsync-admin"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
 			return

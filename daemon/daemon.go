@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"reflect"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -313,21 +314,22 @@ func (d *Daemon) runOnce(ctx context.Context, dry bool) (*sync.Plan, *sync.Resul
 	return plan, res, err
 }
 
-// contact records whether the directory and the target answered, for /readyz.
+// contact records whether the directory and the target answered, for /readyz. A read that
+// failed or came back empty stopped the run before the target was contacted.
 func (d *Daemon) contact(err error) {
-	ldapOK, targetOK := true, true
-	switch {
-	case errors.Is(err, sync.ErrSourceFailed):
-		ldapOK = false
-	case err != nil && !errors.Is(err, sync.ErrEmptySource):
-		targetOK = false
-	}
+	t, f := true, false
 	d.mu.Lock()
-	d.ldapOK = &ldapOK
-	if ldapOK {
-		d.targetOK = &targetOK
+	defer d.mu.Unlock()
+	switch {
+	case err == nil:
+		d.ldapOK, d.targetOK = &t, &t
+	case errors.Is(err, sync.ErrSourceFailed):
+		d.ldapOK = &f
+	case errors.Is(err, sync.ErrEmptySource):
+		d.ldapOK = &t
+	default:
+		d.ldapOK, d.targetOK = &t, &f
 	}
-	d.mu.Unlock()
 }
 
 func (d *Daemon) recordOutcome(started time.Time, plan *sync.Plan, res *sync.Result, err error) {
@@ -396,16 +398,21 @@ func (d *Daemon) Reload() error {
 		d.log.Error("reload rejected; the running configuration stays", zap.Error(err))
 		return err
 	}
+	tok, err := config.ResolveSecret(next.Admin.Token, next.Admin.TokenFile)
+	if err != nil {
+		d.m.reloads.WithLabelValues("rejected").Inc()
+		d.log.Error("reload rejected; the running configuration stays", zap.Error(err))
+		return err
+	}
 	cur := d.settings()
-	if next.State.Path != cur.State.Path || next.Admin.Listen != cur.Admin.Listen || (next.Server == nil) != (cur.Server == nil) ||
-		(next.Server != nil && cur.Server != nil && next.Server.Listen != cur.Server.Listen) {
-		d.log.Warn("state.path, admin.listen and the server section take effect only after a restart")
+	if next.State.Path != cur.State.Path || next.Admin.Listen != cur.Admin.Listen || !reflect.DeepEqual(next.Server, cur.Server) {
+		d.log.Warn("state.path, admin.listen and the server section (listener, tokens, TLS) take effect only after a restart")
 	}
 	if lvl, err := zap.ParseAtomicLevel(next.Level); err == nil {
 		d.level.SetLevel(lvl.Level())
 	}
 	d.mu.Lock()
-	d.cur = next
+	d.cur, d.adminTok = next, tok
 	d.mu.Unlock()
 	if err := d.schedule(next); err != nil {
 		return err

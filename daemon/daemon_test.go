@@ -1,6 +1,12 @@
 package daemon
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/scimsync/scimsync/sync"
+)
 
 func TestValidateSchedule(t *testing.T) {
 	tests := []struct {
@@ -31,5 +37,28 @@ func TestAdminConfigValidate(t *testing.T) {
 	c.Listen, c.ShutdownTimeout = "nope", 0
 	if ps := c.Validate(); len(ps) != 2 {
 		t.Fatalf("want 2 problems, got %v", ps)
+	}
+}
+
+func TestContactTracksWhatWasReached(t *testing.T) {
+	tests := []struct {
+		name         string
+		err          error
+		ldap, target string
+	}{
+		{"success", nil, "ok", "ok"},
+		{"directory down", fmt.Errorf("x: %w", sync.ErrSourceFailed), "failed at the last sync", "not contacted yet"},
+		{"empty read stops before the target", fmt.Errorf("x: %w", sync.ErrEmptySource), "ok", "not contacted yet"},
+		{"target down", errors.New("scim: GET /ServiceProviderConfig: connection refused"), "ok", "failed at the last sync"},
+	}
+	for _, tt := range tests {
+		d := &Daemon{}
+		d.contact(tt.err)
+		if got := contactWord(d.ldapOK); got != tt.ldap {
+			t.Errorf("%s: ldap %q, want %q", tt.name, got, tt.ldap)
+		}
+		if got := contactWord(d.targetOK); got != tt.target {
+			t.Errorf("%s: target %q, want %q", tt.name, got, tt.target)
+		}
 	}
 }
