@@ -191,6 +191,11 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	err = e.source.Users(ctx, e.mapping.Attributes(), func(en ldap.Entry) error {
 		d, merr := e.mapping.Map(en)
 		if merr != nil {
+			// a hands-off user is someone else's business even when it cannot be mapped
+			if off, why := e.handsOff(en.First("uid"), en.DN, &en, nil, overrides); off {
+				invalid = append(invalid, Item{Action: ActionSkip, DN: en.DN, ExternalID: en.ID, UserName: en.First("uid"), Reason: why})
+				return nil
+			}
 			invalid = append(invalid, Item{Action: ActionInvalid, DN: en.DN, ExternalID: en.ID,
 				UserName: en.First("uid"), Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
 			return nil

@@ -502,6 +502,13 @@ func TestUnmappableEntryIsInvalidAndNeverDeprovisioned(t *testing.T) {
 	if w := e.writeLog(); len(w) != 0 || plan.Summary[scimsync.ActionDisable] != 0 {
 		t.Fatalf("unmappable entry was deprovisioned: %v", w)
 	}
+	// the same entry, hands-off by a config rule: skipped with the reason, not reported invalid
+	plan, _ = e.mustRun(runOpts{mapping: requireMail, sync: func(c *scimsync.Config) {
+		c.Overrides = []scimsync.OverrideRule{{DNSubtree: "uid=user003," + slapdtest.People}}
+	}})
+	if plan.Summary[scimsync.ActionInvalid] != 0 || plan.Summary[scimsync.ActionSkip] != 1 || len(e.writeLog()) != 0 {
+		t.Fatalf("hands-off unmappable entry: %s", scimsync.SummaryLine(plan))
+	}
 }
 
 func TestSingleUserOnDemand(t *testing.T) {
