@@ -31,7 +31,11 @@ func WriteText(w io.Writer, p *Plan) error {
 				detail = it.DN
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", action, it.UserName, detail)
+		user := it.UserName
+		if user == "" {
+			user = "-" // an entry that could not be mapped has no userName yet
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", action, user, detail)
 		for _, d := range it.Changes {
 			fmt.Fprintf(tw, "\t\t  %s: %s → %s\n", d.Attribute, quote(d.Old), quote(d.New))
 		}
