@@ -117,6 +117,9 @@ type Daemon struct {
 	adminLn  net.Listener
 	adminTok config.Secret
 
+	// runSync performs one run; it is runOnce except in tests that need a sync to panic.
+	runSync func(ctx context.Context, dry bool) (*sync.Plan, *sync.Result, error)
+
 	ctx    context.Context // cancelled by Stop: running syncs stop at a safe point
 	cancel context.CancelFunc
 	jobs   gosync.WaitGroup
@@ -134,6 +137,7 @@ func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel) (*Dae
 	}
 	reg := prometheus.NewRegistry()
 	d := &Daemon{load: load, log: log, level: level, reg: reg, m: newMetrics(reg), cur: s, adminTok: tok}
+	d.runSync = d.runOnce
 	return d, nil
 }
 
@@ -269,7 +273,7 @@ func (d *Daemon) SyncNow(ctx context.Context, dry bool) (plan *sync.Plan, res *s
 		}
 	}()
 	started := time.Now()
-	plan, res, err = d.runOnce(ctx, dry)
+	plan, res, err = d.runSync(ctx, dry)
 	if !dry {
 		d.recordOutcome(started, plan, res, err)
 	}

@@ -1,9 +1,15 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/sync"
 )
@@ -60,5 +66,23 @@ func TestContactTracksWhatWasReached(t *testing.T) {
 		if got := contactWord(d.targetOK); got != tt.target {
 			t.Errorf("%s: target %q, want %q", tt.name, got, tt.target)
 		}
+	}
+}
+
+func TestPanickingSyncIsRecoveredAndCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	d := &Daemon{log: zap.NewNop(), m: newMetrics(reg)}
+	calls := 0
+	d.runSync = func(context.Context, bool) (*sync.Plan, *sync.Result, error) {
+		calls++
+		panic("boom")
+	}
+	for i := 0; i < 2; i++ { // the second call proves the lock was released
+		if _, _, err := d.SyncNow(context.Background(), true); err == nil || !strings.Contains(err.Error(), "boom") {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if calls != 2 || testutil.ToFloat64(d.m.panics) != 2 || d.running.Load() {
+		t.Fatalf("calls %d, panics %v, running %v", calls, testutil.ToFloat64(d.m.panics), d.running.Load())
 	}
 }
