@@ -282,23 +282,12 @@ func (d *Daemon) SyncNow(ctx context.Context, dry bool) (plan *sync.Plan, res *s
 
 func (d *Daemon) runOnce(ctx context.Context, dry bool) (*sync.Plan, *sync.Result, error) {
 	s := d.settings()
-	src, err := ldap.New(s.LDAP)
-	if err != nil {
-		return nil, nil, err
-	}
-	tgt, err := scim.NewClient(s.Target, d.log)
+	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync}, d.store, d.log,
+		func(src ldap.Source) ldap.Source { return countingSource{src, d.m} })
 	if err != nil {
 		return nil, nil, err
 	}
 	tgt.Observe(d.m.observeSCIM)
-	mapping, ps := sync.NewMapping(s.Target.Profile, s.Mapping)
-	if err := ps.Err(); err != nil {
-		return nil, nil, err
-	}
-	eng, err := sync.New(s.Sync, mapping, countingSource{src, d.m}, tgt, d.store, d.log, sync.Options{Concurrency: s.Target.Concurrency})
-	if err != nil {
-		return nil, nil, err
-	}
 	started := time.Now()
 	plan, err := eng.Plan(ctx, sync.PlanOptions{})
 	d.contact(err)
@@ -438,7 +427,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	}
 	d.cancel() // Apply stops dispatching; each finished write is already committed
 	done := make(chan struct{})
-	go func() { d.jobs.Wait(); d.syncing.Lock(); d.syncing.Unlock(); close(done) }()
+	go func() {
+		d.jobs.Wait()
+		d.syncing.Lock() // held for good: waits for a POST /sync run and lets no new one start
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:

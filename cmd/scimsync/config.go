@@ -140,3 +140,8 @@ func (c *fileConfig) settings() *daemon.Settings {
 	}
 	return s
 }
+
+// sections picks what one sync run is built from.
+func (c *fileConfig) sections() sync.Sections {
+	return sync.Sections{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync}
+}

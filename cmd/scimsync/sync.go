@@ -11,8 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
 	"github.com/scimsync/scimsync/sync"
 )
@@ -52,24 +50,12 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // syncOnce plans and (unless dry) applies one run; shared by `sync` and `demo`.
 func syncOnce(ctx context.Context, cfg *fileConfig, f syncFlags, log *zap.Logger, stdout, stderr io.Writer) error {
-	src, err := ldap.New(cfg.LDAP)
-	if err != nil {
-		return err
-	}
-	if w := src.InsecureWarning(); w != "" {
-		log.Warn(w)
-	}
-	tgt, err := scim.NewClient(cfg.Target, log)
-	if err != nil {
-		return err
-	}
 	st, err := state.Open(cfg.State.Path, state.Options{ReadOnly: f.dryRun, LockTimeout: cfg.State.LockTimeout.D()})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	mapping, _ := sync.NewMapping(cfg.Target.Profile, cfg.Mapping) // validated in loadConfig
-	eng, err := sync.New(cfg.Sync, mapping, src, tgt, st, log, sync.Options{Concurrency: cfg.Target.Concurrency})
+	eng, tgt, err := sync.Open(cfg.sections(), st, log, nil)
 	if err != nil {
 		return err
 	}

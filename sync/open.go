@@ -1,0 +1,48 @@
+package sync
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/scimsync/scimsync/ldap"
+	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/state"
+)
+
+// Sections are the config sections one sync is built from.
+type Sections struct {
+	LDAP    ldap.Config
+	Target  scim.TargetConfig
+	Mapping MappingConfig
+	Sync    Config
+}
+
+// Open builds an engine from config sections over st: the directory client (warning once when
+// its transport is not verified), the SCIM client (returned too, for its counters and
+// observers), the profile's mapping and the reconciler. wrap, when set, decorates the source
+// (the daemon counts entries read).
+func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) ldap.Source) (*Engine, *scim.Client, error) {
+	src, err := ldap.New(s.LDAP)
+	if err != nil {
+		return nil, nil, err
+	}
+	if w := src.InsecureWarning(); w != "" {
+		log.Warn(w)
+	}
+	tgt, err := scim.NewClient(s.Target, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	mapping, ps := NewMapping(s.Target.Profile, s.Mapping)
+	if err := ps.Err(); err != nil {
+		return nil, nil, err
+	}
+	var source ldap.Source = src
+	if wrap != nil {
+		source = wrap(src)
+	}
+	eng, err := New(s.Sync, mapping, source, tgt, st, log, Options{Concurrency: s.Target.Concurrency})
+	if err != nil {
+		return nil, nil, err
+	}
+	return eng, tgt, nil
+}
