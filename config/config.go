@@ -107,13 +107,6 @@ func (f *File) Decode(v any) error {
 // unknownField rewords yaml.v3's Go-centric message for an administrator.
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
-func joinPath(prefix, key string) string {
-	if prefix == "" {
-		return key
-	}
-	return prefix + "." + key
-}
-
 // Line returns the line of the key at path ("a.b[2].c"), or 0 when the key is absent.
 func (f *File) Line(path string) int {
 	n := f.root

@@ -54,7 +54,7 @@ func match(p *ber.Packet, e Entry) bool {
 	case goldap.FilterNot:
 		return len(p.Children) == 1 && !match(p.Children[0], e)
 	case goldap.FilterPresent:
-		return len(values(e, string(p.Data.Bytes()))) > 0
+		return len(values(e, p.Data.String())) > 0
 	case goldap.FilterEqualityMatch, goldap.FilterApproxMatch, goldap.FilterGreaterOrEqual, goldap.FilterLessOrEqual:
 		if len(p.Children) != 2 {
 			return false
@@ -145,7 +145,7 @@ func (m Matcher) Attributes() []string {
 			}
 			return
 		case goldap.FilterPresent:
-			name = string(p.Data.Bytes())
+			name = p.Data.String()
 		case goldap.FilterExtensibleMatch:
 			for _, c := range p.Children {
 				if c.Tag == goldap.MatchingRuleAssertionType {

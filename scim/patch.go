@@ -186,7 +186,7 @@ func (p patcher) applyFiltered(container map[string]any, op, name string, info a
 	if !info.multi {
 		return invalidPath("attribute %q is not multi-valued; a value filter does not apply", name)
 	}
-	m := matcher{idx: p.idx}
+	m := matcher(p)
 	list := asList(container[name])
 	var matched []int
 	for i, el := range list {

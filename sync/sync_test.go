@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +39,6 @@ type env struct {
 	onWrite   func(n int) // called after each write is served
 	clock     time.Time
 	client    *scim.Client
-	nWrites   atomic.Int64
 }
 
 func person(i int) string {
