@@ -41,7 +41,8 @@ func flaky(t *testing.T, target string, statuses ...int) (string, *atomic.Int64)
 	return "http://" + ln.Addr().String() + u.Path, &n
 }
 
-func testClient(t *testing.T, base string) *Client {
+// testClient returns a client whose back-off waits are recorded instead of slept.
+func testClient(t *testing.T, base string) (*Client, *[]time.Duration) {
 	t.Helper()
 	cfg := DefaultTargetConfig()
 	cfg.URL = base
@@ -52,18 +53,22 @@ func testClient(t *testing.T, base string) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var slept []time.Duration
-	c.sleep = func(ctx context.Context, d time.Duration) error { slept = append(slept, d); return ctx.Err() }
-	return c
+	slept := &[]time.Duration{}
+	c.sleep = func(ctx context.Context, d time.Duration) error { *slept = append(*slept, d); return ctx.Err() }
+	return c, slept
 }
 
 func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
 	ts := startTestServer(t, "")
 	base, hits := flaky(t, ts.base, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError)
-	c := testClient(t, base)
+	c, slept := testClient(t, base)
 	created, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// 429 with Retry-After: 0 is honoured as given; 503 without one and 500 back off with jitter
+	if w := *slept; len(w) != 3 || w[0] != 0 || w[1] <= 0 || w[1] > time.Second || w[2] <= 0 || w[2] > 2*time.Second {
+		t.Fatalf("back-off waits %v", w)
 	}
 	if hits.Load() != 4 || c.Stats().Retries != 3 || c.Stats().Throttled != 2 {
 		t.Fatalf("hits %d stats %+v", hits.Load(), c.Stats())
@@ -76,16 +81,19 @@ func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
 func TestClientGivesUpAndReportsStatus(t *testing.T) {
 	ts := startTestServer(t, "")
 	base, _ := flaky(t, ts.base, 500, 500, 500, 500, 500, 500, 500)
-	c := testClient(t, base)
+	c, slept := testClient(t, base)
 	_, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
 	if !IsStatus(err, 500) {
 		t.Fatalf("got %v", err)
+	}
+	if n := len(*slept); n != DefaultTargetConfig().MaxRetries {
+		t.Fatalf("%d waits, want one per retry (%d)", n, DefaultTargetConfig().MaxRetries)
 	}
 }
 
 func TestClientAgainstServer(t *testing.T) {
 	ts := startTestServer(t, "")
-	c := testClient(t, ts.base)
+	c, _ := testClient(t, ts.base)
 	ctx := context.Background()
 	caps, err := c.Discover(ctx)
 	if err != nil || !caps.Patch || !caps.Extensions[ScimsyncSchema] || !caps.Extensions[EnterpriseSchema] {

@@ -190,7 +190,8 @@ log:
 	writeCfg("@every 2s", "")
 	ns := newNotifySocket(t)
 	cmd := exec.Command(binary, "run", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path)
+	// systemd sets WATCHDOG_USEC for WatchdogSec=2s: the daemon must ping at half that
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=2000000")
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -207,6 +208,7 @@ log:
 	admin := "http://" + adminAddr
 
 	waitFor(t, "READY=1", 10*time.Second, func() bool { return ns.has("READY=1") })
+	waitFor(t, "a watchdog ping", 5*time.Second, func() bool { return ns.has("WATCHDOG=1") })
 	waitFor(t, "a scheduled sync", 15*time.Second, func() bool { return tgt.users() == 30 })
 	waitFor(t, "the run recorded", 5*time.Second, func() bool {
 		return metric(adminGet(t, admin+"/metrics"), `scimsync_sync_runs_total{result="ok"}`) >= 1

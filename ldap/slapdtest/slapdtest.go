@@ -29,9 +29,11 @@ const (
 
 // Server is a running slapd.
 type Server struct {
-	URL string
-	dir string
-	cmd *exec.Cmd
+	URL      string // ldap://127.0.0.1:PORT (StartTLS is offered when started with StartTLS)
+	LDAPSURL string // ldaps://127.0.0.1:PORT, when started with StartTLS
+	CAFile   string // PEM of the CA that signed the server certificate, when started with StartTLS
+	dir      string
+	cmd      *exec.Cmd
 }
 
 // TB is what Start needs from testing.T or testing.B.
@@ -69,6 +71,17 @@ func findSlapadd() string {
 // loaded offline with slapadd before the server starts (fast enough for 10,000 users).
 func Start(tb TB, seed string) *Server {
 	tb.Helper()
+	return start(tb, seed, false)
+}
+
+// StartTLS is Start with a throwaway CA: ldap:// offers StartTLS and ldaps:// listens too.
+func StartTLS(tb TB, seed string) *Server {
+	tb.Helper()
+	return start(tb, seed, true)
+}
+
+func start(tb TB, seed string, withTLS bool) *Server {
+	tb.Helper()
 	available(tb)
 	dir := tb.TempDir()
 	db := filepath.Join(dir, "db")
@@ -76,7 +89,17 @@ func Start(tb TB, seed string) *Server {
 		tb.Fatalf("slapdtest: %v", err)
 	}
 	conf := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(conf, []byte(slapdConf(dir, db)), 0o600); err != nil {
+	text := slapdConf(dir, db)
+	var caFile string
+	if withTLS {
+		ca, cert, key, err := Certificates(dir)
+		if err != nil {
+			tb.Fatalf("slapdtest: %v", err)
+		}
+		caFile = ca
+		text = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n", ca, cert, key) + text
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		tb.Fatalf("slapdtest: %v", err)
 	}
 	base := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"+
@@ -92,13 +115,23 @@ func Start(tb TB, seed string) *Server {
 		tb.Fatalf("slapdtest: %v", err)
 	}
 	url := fmt.Sprintf("ldap://127.0.0.1:%d", port)
-	cmd := exec.Command(slapdBin, "-f", conf, "-h", url+"/", "-d", "0")
+	listen := url + "/"
+	var ldapsURL string
+	if withTLS {
+		tlsPort, err := freePort()
+		if err != nil {
+			tb.Fatalf("slapdtest: %v", err)
+		}
+		ldapsURL = fmt.Sprintf("ldaps://127.0.0.1:%d", tlsPort)
+		listen += " " + ldapsURL + "/"
+	}
+	cmd := exec.Command(slapdBin, "-f", conf, "-h", listen, "-d", "0")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("slapdtest: start slapd: %v", err)
 	}
-	s := &Server{URL: url, dir: dir, cmd: cmd}
+	s := &Server{URL: url, LDAPSURL: ldapsURL, CAFile: caFile, dir: dir, cmd: cmd}
 	tb.Cleanup(s.Stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
