@@ -132,17 +132,13 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 		ps.Add("profile", "unknown target profile %q (known: %s)", profileName, strings.Join(ProfileNames(), ", "))
 		prof, _ = ProfileByName("generic")
 	}
-	base := prof.Mapping
-	merged := map[string]string{}
-	for k, v := range base.Attributes {
-		merged[k] = v
-	}
+	// the same merge `scimsync profiles --show` prints, so what it shows is what runs
+	eff := Effective(prof.Name, cfg)
+	merged, required := eff.Attributes, eff.Required
 	for k, v := range cfg.Attributes {
-		merged[k] = v
-	}
-	required := base.Required
-	if len(cfg.Required) > 0 {
-		required = cfg.Required
+		if v == "" && !isMappable(k) { // dropped by the merge, but still a misspelt key
+			ps.Add("attributes."+k, "unknown SCIM attribute key (known: %s)", strings.Join(mappableKeys(), ", "))
+		}
 	}
 	m := &Mapping{profile: prof, required: map[string]bool{}, rules: map[string]compiledRule{}}
 	keys := make([]string, 0, len(merged))
@@ -156,9 +152,6 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 			ps.Add("attributes."+k, "unknown SCIM attribute key (known: %s)", strings.Join(mappableKeys(), ", "))
 			continue
 		}
-		if src == "" {
-			continue // removes a default
-		}
 		t, err := CompileTemplate(src)
 		if err != nil {
 			ps.Add("attributes."+k, "%v", err)
@@ -167,7 +160,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 		m.fields = append(m.fields, field{key: k, tmpl: t})
 	}
 	for i, r := range required {
-		if _, ok := merged[r]; !ok || merged[r] == "" {
+		if _, ok := merged[r]; !ok {
 			ps.Add(fmt.Sprintf("required[%d]", i), "%q is required but not mapped", r)
 		}
 		m.required[r] = true
@@ -175,13 +168,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 	if !m.required["userName"] {
 		ps.Add("required", "userName must be required: a user without one cannot be matched or created")
 	}
-	rules := map[string]Rule{}
-	for k, r := range base.Rules {
-		rules[k] = r
-	}
-	for k, r := range cfg.Rules {
-		rules[k] = r
-	}
+	rules := eff.Rules
 	for k, r := range rules {
 		if !isMappable(k) {
 			ps.Add("rules."+k, "unknown SCIM attribute key")
@@ -201,10 +188,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 		}
 		m.rules[k] = cr
 	}
-	disabledIf := base.DisabledIf
-	if cfg.DisabledIf != "" {
-		disabledIf = cfg.DisabledIf
-	}
+	disabledIf := eff.DisabledIf
 	if disabledIf != "" && disabledIf != "none" {
 		dm, err := ldap.CompileMatcher(disabledIf)
 		if err != nil {
@@ -213,10 +197,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 			m.disabledIf = &dm
 		}
 	}
-	unique := base.UniqueUserNames
-	if cfg.UniqueUserNames != "" {
-		unique = cfg.UniqueUserNames
-	}
+	unique := eff.UniqueUserNames
 	switch unique {
 	case "", "invalid":
 	case "suffix":

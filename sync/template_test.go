@@ -73,6 +73,11 @@ func TestMappingReportsEveryMissingAttributeWithDN(t *testing.T) {
 	if len(ps) != 4 { // unknown key, bad template, required but unmapped, userName not required
 		t.Fatalf("problems %v", ps)
 	}
+	// removing a default with "" is fine; a misspelt key is reported even when emptied
+	_, ps = NewMapping("generic", MappingConfig{Attributes: map[string]string{"title": "", "titel": ""}})
+	if len(ps) != 1 || ps[0].Path != "attributes.titel" {
+		t.Fatalf("problems %v", ps)
+	}
 }
 
 func TestDeprovisionLimit(t *testing.T) {
