@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sort"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -120,13 +121,9 @@ func newStore(st *state.Store, now func() time.Time) (*store, error) {
 	return s, nil
 }
 
+// sortBySeq restores creation order (bbolt returns resources in id order, which is random).
 func sortBySeq(rs []*resource) {
-	// insertion order from bbolt is by id; restore creation order
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].Seq < rs[j-1].Seq; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Seq < rs[j].Seq })
 }
 
 func decodeResource(data []byte) (*resource, error) {
