@@ -76,3 +76,13 @@ func TestProfilesCommand(t *testing.T) {
 		t.Fatalf("unknown profile: exit %d", code)
 	}
 }
+
+func TestCheckReportsEachUnreachableSide(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(cfg, []byte("ldap:\n  url: ldap://127.0.0.1:1\n  base_dn: dc=example,dc=org\n  dial_timeout: 1s\n"+
+		"target:\n  url: http://127.0.0.1:1/scim/v2\n  token: t\n  max_retries: 0\n  timeout: 1s\n"), 0o600)
+	out, code := runCLI(t, "check", "--config", cfg)
+	if code != exitError || !strings.Contains(out, "config: ") || !strings.Contains(out, "ldap: FAILED") || !strings.Contains(out, "target: FAILED") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
