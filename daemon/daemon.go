@@ -22,7 +22,8 @@ import (
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 	"github.com/scimsync/scimsync/sync"
 )
@@ -58,10 +59,10 @@ func (c AdminConfig) Validate() config.Problems {
 // Settings is everything the daemon reads from the config file.
 type Settings struct {
 	LDAP    ldap.Config
-	Target  scim.TargetConfig
+	Target  scimclient.TargetConfig
 	Mapping sync.MappingConfig
 	Sync    sync.Config
-	Server  *scim.ServerConfig // nil: no SCIM server in this process
+	Server  *scimserver.ServerConfig // nil: no SCIM server in this process
 	Admin   AdminConfig
 	State   state.Config
 	Level   string // log level
@@ -112,7 +113,7 @@ type Daemon struct {
 	syncing  gosync.Mutex // held while a sync runs: never two at once
 	running  atomic.Bool
 	store    *state.Store
-	scimSrv  *scim.Server
+	scimSrv  *scimserver.Server
 	admin    *http.Server
 	adminLn  net.Listener
 	adminTok config.Secret
@@ -152,7 +153,7 @@ func (d *Daemon) Start() error {
 	}
 	d.store = st
 	if s.Server != nil {
-		if d.scimSrv, err = scim.NewServer(*s.Server, st, d.log); err != nil {
+		if d.scimSrv, err = scimserver.NewServer(*s.Server, st, d.log); err != nil {
 			_ = st.Close()
 			return err
 		}

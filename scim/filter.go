@@ -9,21 +9,30 @@ import (
 	fp "github.com/scim2/filter-parser/v2"
 )
 
-// matcher evaluates a parsed SCIM filter against stored resources. elimity parses and
-// validates the filter; its own PassesFilter misses multi-valued sub-attributes and extension
-// attributes and panics on complex values, so evaluation is ours.
-type matcher struct {
-	idx schemaIndex
+// Matcher evaluates a parsed SCIM filter against resources. elimity parses and validates the
+// filter; its own PassesFilter misses multi-valued sub-attributes and extension attributes and
+// panics on complex values, so evaluation is ours.
+type Matcher struct {
+	Index Index
 }
 
-// matches reports whether r satisfies e. It never panics on any stored shape.
-func (m matcher) matches(e fp.Expression, r *resource) bool {
-	return m.eval(e, r.Attrs, r, true)
+// Meta is what a filter can ask of a resource beyond its attributes: id and meta.*.
+type Meta struct {
+	ID       string
+	Created  time.Time
+	Modified time.Time
+	Version  string // the ETag, e.g. W/"3"
+}
+
+// Match reports whether a resource with attrs and meta satisfies e. It never panics on any
+// stored shape.
+func (m Matcher) Match(e fp.Expression, attrs map[string]any, meta *Meta) bool {
+	return m.eval(e, attrs, meta, true)
 }
 
 // eval evaluates e against obj: the resource's attributes at the top level, or one element of a
 // multi-valued attribute inside a value path (top=false).
-func (m matcher) eval(e fp.Expression, obj map[string]any, r *resource, top bool) bool {
+func (m Matcher) eval(e fp.Expression, obj map[string]any, r *Meta, top bool) bool {
 	switch e := e.(type) {
 	case *fp.LogicalExpression:
 		if e.Operator == fp.AND {
@@ -49,10 +58,13 @@ func (m matcher) eval(e fp.Expression, obj map[string]any, r *resource, top bool
 
 // values returns the values a path selects; with leaf set, a multi-valued complex attribute
 // without a sub-attribute yields its elements' "value".
-func (m matcher) values(p fp.AttributePath, obj map[string]any, r *resource, top, leaf bool) []any {
+func (m Matcher) values(p fp.AttributePath, obj map[string]any, r *Meta, top, leaf bool) []any {
 	name := p.AttributeName
 	sub := p.SubAttributeName()
 	if top {
+		if r == nil {
+			r = &Meta{}
+		}
 		if strings.EqualFold(name, "id") && sub == "" {
 			return []any{r.ID}
 		}
@@ -63,16 +75,16 @@ func (m matcher) values(p fp.AttributePath, obj map[string]any, r *resource, top
 			case "lastmodified":
 				return []any{r.Modified}
 			case "version":
-				return []any{r.etag()}
+				return []any{r.Version}
 			}
 			return nil
 		}
-		if uri := p.URI(); uri != "" && !isCoreURN(strings.ToLower(uri)) {
-			ext, _ := getFold(obj, uri).(map[string]any)
+		if uri := p.URI(); uri != "" && !IsCoreURN(strings.ToLower(uri)) {
+			ext, _ := GetFold(obj, uri).(map[string]any)
 			obj = ext
 		}
 	}
-	v := getFold(obj, name)
+	v := GetFold(obj, name)
 	if v == nil {
 		return nil
 	}
@@ -85,13 +97,13 @@ func (m matcher) values(p fp.AttributePath, obj map[string]any, r *resource, top
 		switch {
 		case sub != "":
 			if mm, ok := el.(map[string]any); ok {
-				if sv := getFold(mm, sub); sv != nil {
+				if sv := GetFold(mm, sub); sv != nil {
 					out = append(out, sv)
 				}
 			}
 		case leaf && multi:
 			if mm, ok := el.(map[string]any); ok {
-				if sv := getFold(mm, "value"); sv != nil {
+				if sv := GetFold(mm, "value"); sv != nil {
 					out = append(out, sv)
 				}
 				continue
@@ -104,25 +116,26 @@ func (m matcher) values(p fp.AttributePath, obj map[string]any, r *resource, top
 	return out
 }
 
-func (m matcher) caseExact(p fp.AttributePath, top bool) bool {
+func (m Matcher) caseExact(p fp.AttributePath, top bool) bool {
 	if !top {
 		return false // sub-attributes of the core multi-valued types are all caseExact=false, but for "value" of members
 	}
 	uri := p.URI()
-	_, info, ok := m.idx.lookup(uri, p.AttributeName)
+	_, info, ok := m.Index.Lookup(uri, p.AttributeName)
 	if !ok {
 		return false
 	}
 	if sub := p.SubAttributeName(); sub != "" {
-		if si, ok := info.subs[strings.ToLower(sub)]; ok {
-			return si.caseExact
+		if si, ok := info.Subs[strings.ToLower(sub)]; ok {
+			return si.CaseExact
 		}
 		return false
 	}
-	return info.caseExact
+	return info.CaseExact
 }
 
-func getFold(obj map[string]any, key string) any {
+// GetFold reads key from obj, matching the key case-insensitively as SCIM attribute names are.
+func GetFold(obj map[string]any, key string) any {
 	if obj == nil {
 		return nil
 	}
@@ -271,14 +284,14 @@ func toFloat(v any) (float64, bool) {
 	return 0, false
 }
 
-// eqLookup recognises the filters IdPs send on every sync (`userName eq "x"`,
-// `externalId eq "x"`) so they are answered from an index instead of a scan.
-func eqLookup(e fp.Expression) (attr, value string, ok bool) {
+// EqLookup recognises the filters IdPs send on every sync (`userName eq "x"`,
+// `externalId eq "x"`) so they can be answered from an index instead of a scan.
+func EqLookup(e fp.Expression) (attr, value string, ok bool) {
 	ae, isAttr := e.(*fp.AttributeExpression)
 	if !isAttr || ae.Operator != fp.EQ || ae.AttributePath.SubAttribute != nil {
 		return "", "", false
 	}
-	if uri := ae.AttributePath.URI(); uri != "" && !isCoreURN(strings.ToLower(uri)) {
+	if uri := ae.AttributePath.URI(); uri != "" && !IsCoreURN(strings.ToLower(uri)) {
 		return "", "", false
 	}
 	v, isStr := ae.CompareValue.(string)

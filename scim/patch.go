@@ -1,34 +1,48 @@
 package scim
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
-	"github.com/elimity-com/scim"
 	scimerr "github.com/elimity-com/scim/errors"
 	fp "github.com/scim2/filter-parser/v2"
 )
 
-// patcher applies RFC 7644 §3.5.2 operations. elimity validates and normalises PATCH bodies
-// but never applies them, so this is the server's PATCH semantics, including what IdPs send:
-// capitalised ops (lower-cased by elimity), no-path values keyed by dotted or URN-prefixed
-// paths, value-filter paths, and Entra's "remove members with a value list".
-type patcher struct {
-	idx schemaIndex
+// PATCH operation names, lower-case as elimity normalises them.
+const (
+	OpAdd     = "add"
+	OpRemove  = "remove"
+	OpReplace = "replace"
+)
+
+// Operation is one parsed RFC 7644 PATCH operation.
+type Operation struct {
+	Op    string   // add, remove or replace, lower-case
+	Path  *fp.Path // nil: Value is an object keyed by attribute paths
+	Value any
 }
 
-func invalidPath(format string, args ...any) error {
+// Patcher applies RFC 7644 §3.5.2 operations. elimity validates and normalises PATCH bodies
+// but never applies them, so this is scimsync's PATCH semantics, including what IdPs send:
+// capitalised ops (lower-cased by elimity), no-path values keyed by dotted or URN-prefixed
+// paths, value-filter paths, and Entra's "remove members with a value list".
+type Patcher struct {
+	Index Index
+}
+
+// InvalidPath is the 400 invalidPath error.
+func InvalidPath(format string, args ...any) error {
 	return scimerr.ScimError{ScimType: scimerr.ScimTypeInvalidPath, Status: 400, Detail: fmt.Sprintf(format, args...)}
 }
 
-func invalidValue(format string, args ...any) error {
+// InvalidValue is the 400 invalidValue error.
+func InvalidValue(format string, args ...any) error {
 	return scimerr.ScimError{ScimType: scimerr.ScimTypeInvalidValue, Status: 400, Detail: fmt.Sprintf(format, args...)}
 }
 
-// apply runs ops on attrs in place. Callers pass a deep copy: a failing op leaves the stored
+// Apply runs ops on attrs in place. Callers pass a deep copy: a failing op leaves the stored
 // resource untouched.
-func (p patcher) apply(attrs map[string]any, ops []scim.PatchOperation) error {
+func (p Patcher) Apply(attrs map[string]any, ops []Operation) error {
 	for i, op := range ops {
 		kind := strings.ToLower(op.Op)
 		if op.Path != nil {
@@ -39,10 +53,10 @@ func (p patcher) apply(attrs map[string]any, ops []scim.PatchOperation) error {
 		}
 		obj, ok := op.Value.(map[string]any)
 		if !ok {
-			return invalidValue("operation %d: without a path the value must be an object", i)
+			return InvalidValue("operation %d: without a path the value must be an object", i)
 		}
 		for key, v := range obj {
-			if sub, isObj := v.(map[string]any); isObj && p.isExtension(key) {
+			if sub, isObj := v.(map[string]any); isObj && p.Index.IsExtension(key) {
 				// a whole extension object: {"urn:…:enterprise:2.0:User": {"department": "x"}}
 				for sk, sv := range sub {
 					path := fp.Path{AttributePath: fp.AttributePath{URIPrefix: &key, AttributeName: sk}}
@@ -54,7 +68,7 @@ func (p patcher) apply(attrs map[string]any, ops []scim.PatchOperation) error {
 			}
 			path, err := fp.ParsePath([]byte(key))
 			if err != nil {
-				return invalidPath("operation %d: path %q: %v", i, key, err)
+				return InvalidPath("operation %d: path %q: %v", i, key, err)
 			}
 			if err := p.applyPath(attrs, kind, path, v); err != nil {
 				return err
@@ -64,27 +78,21 @@ func (p patcher) apply(attrs map[string]any, ops []scim.PatchOperation) error {
 	return nil
 }
 
-func (p patcher) isExtension(key string) bool {
-	l := strings.ToLower(key)
-	_, ok := p.idx[l]
-	return ok && l != "" && !isCoreURN(l)
-}
-
-func (p patcher) applyPath(attrs map[string]any, op string, path fp.Path, value any) error {
+func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value any) error {
 	ap := path.AttributePath
-	ext, info, ok := p.idx.lookup(ap.URI(), ap.AttributeName)
+	ext, info, ok := p.Index.Lookup(ap.URI(), ap.AttributeName)
 	if !ok {
-		return invalidPath("unknown attribute %q", pathString(path))
+		return InvalidPath("unknown attribute %q", pathString(path))
 	}
-	if info.name == "id" || info.name == "meta" || info.name == "groups" {
+	if info.Name == "id" || info.Name == "meta" || info.Name == "groups" {
 		return scimerr.ScimError{ScimType: scimerr.ScimTypeMutability, Status: 400,
-			Detail: fmt.Sprintf("attribute %q is read-only", info.name)}
+			Detail: fmt.Sprintf("attribute %q is read-only", info.Name)}
 	}
 	container := attrs
 	if ext != "" {
 		sub, _ := attrs[ext].(map[string]any)
 		if sub == nil {
-			if op == scim.PatchOperationRemove {
+			if op == OpRemove {
 				return nil
 			}
 			sub = map[string]any{}
@@ -97,13 +105,13 @@ func (p patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 		subName = *path.SubAttribute
 	}
 	if subName != "" {
-		si, ok := info.subs[strings.ToLower(subName)]
+		si, ok := info.Subs[strings.ToLower(subName)]
 		if !ok {
-			return invalidPath("unknown sub-attribute %q of %q", subName, info.name)
+			return InvalidPath("unknown sub-attribute %q of %q", subName, info.Name)
 		}
-		subName = si.name
+		subName = si.Name
 	}
-	name := info.name
+	name := info.Name
 	if path.ValueExpression != nil {
 		return p.applyFiltered(container, op, name, info, path.ValueExpression, subName, value)
 	}
@@ -111,8 +119,8 @@ func (p patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 		return applySub(container, op, name, info, subName, value)
 	}
 	switch op {
-	case scim.PatchOperationRemove:
-		if list, isList := value.([]any); isList && info.multi && len(list) > 0 {
+	case OpRemove:
+		if list, isList := value.([]any); isList && info.Multi && len(list) > 0 {
 			// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes those members only
 			drop := map[string]bool{}
 			for _, v := range list {
@@ -122,40 +130,40 @@ func (p patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 					}
 				}
 			}
-			container[name] = withoutMembers(container[name], drop)
+			container[name] = WithoutMembers(container[name], drop)
 			return nil
 		}
 		delete(container, name)
-	case scim.PatchOperationAdd:
+	case OpAdd:
 		switch {
-		case info.multi:
-			container[name] = appendUnique(asList(container[name]), asList(value))
-		case info.subs != nil:
+		case info.Multi:
+			container[name] = appendUnique(AsList(container[name]), AsList(value))
+		case info.Subs != nil:
 			container[name] = mergeObject(container[name], value)
 		default:
 			container[name] = value
 		}
-	case scim.PatchOperationReplace:
+	case OpReplace:
 		switch {
-		case info.multi:
-			container[name] = asList(value)
-		case info.subs != nil:
+		case info.Multi:
+			container[name] = AsList(value)
+		case info.Subs != nil:
 			container[name] = mergeObject(container[name], value)
 		default:
 			container[name] = value
 		}
 	default:
-		return invalidValue("unknown operation %q", op)
+		return InvalidValue("unknown operation %q", op)
 	}
 	return nil
 }
 
-func applySub(container map[string]any, op, name string, info attrInfo, sub string, value any) error {
-	if info.multi {
+func applySub(container map[string]any, op, name string, info Attribute, sub string, value any) error {
+	if info.Multi {
 		// emails.value without a filter targets every element
-		for _, el := range asList(container[name]) {
+		for _, el := range AsList(container[name]) {
 			if mm, ok := el.(map[string]any); ok {
-				if op == scim.PatchOperationRemove {
+				if op == OpRemove {
 					delete(mm, sub)
 				} else {
 					mm[sub] = value
@@ -165,7 +173,7 @@ func applySub(container map[string]any, op, name string, info attrInfo, sub stri
 		return nil
 	}
 	obj, _ := container[name].(map[string]any)
-	if op == scim.PatchOperationRemove {
+	if op == OpRemove {
 		if obj != nil {
 			delete(obj, sub)
 			if len(obj) == 0 {
@@ -182,19 +190,19 @@ func applySub(container map[string]any, op, name string, info attrInfo, sub stri
 	return nil
 }
 
-func (p patcher) applyFiltered(container map[string]any, op, name string, info attrInfo, filter fp.Expression, sub string, value any) error {
-	if !info.multi {
-		return invalidPath("attribute %q is not multi-valued; a value filter does not apply", name)
+func (p Patcher) applyFiltered(container map[string]any, op, name string, info Attribute, filter fp.Expression, sub string, value any) error {
+	if !info.Multi {
+		return InvalidPath("attribute %q is not multi-valued; a value filter does not apply", name)
 	}
-	m := matcher(p)
-	list := asList(container[name])
+	m := Matcher(p)
+	list := AsList(container[name])
 	var matched []int
 	for i, el := range list {
-		if mm, ok := el.(map[string]any); ok && m.eval(filter, mm, &resource{}, false) {
+		if mm, ok := el.(map[string]any); ok && m.eval(filter, mm, nil, false) {
 			matched = append(matched, i)
 		}
 	}
-	if op == scim.PatchOperationRemove {
+	if op == OpRemove {
 		if sub == "" {
 			keep := list[:0:0]
 			for i, el := range list {
@@ -237,7 +245,7 @@ func (p patcher) applyFiltered(container map[string]any, op, name string, info a
 		switch {
 		case sub != "":
 			list[i].(map[string]any)[sub] = value
-		case op == scim.PatchOperationAdd:
+		case op == OpAdd:
 			list[i] = mergeObject(list[i], value)
 		default:
 			if mm, ok := value.(map[string]any); ok {
@@ -283,7 +291,9 @@ func contains(xs []int, x int) bool {
 	return false
 }
 
-func asList(v any) []any {
+// AsList returns a multi-valued attribute's elements as a fresh slice; a single value becomes
+// one element.
+func AsList(v any) []any {
 	switch v := v.(type) {
 	case nil:
 		return nil
@@ -320,7 +330,7 @@ func sameElement(a, b any) bool {
 			return fmt.Sprint(av) == fmt.Sprint(bv) && fmt.Sprint(am["type"]) == fmt.Sprint(bm["type"])
 		}
 	}
-	return jsonEqual(a, b)
+	return JSONEqual(a, b)
 }
 
 func mergeObject(cur, value any) any {
@@ -349,28 +359,4 @@ func pathString(p fp.Path) string {
 		s += "." + *p.SubAttribute
 	}
 	return s
-}
-
-// CopyDoc deep-copies a SCIM resource, so a change can be tried without touching the original.
-func CopyDoc(d Doc) Doc { return deepCopy(map[string]any(d)).(map[string]any) }
-
-// deepCopy copies a JSON-shaped value so a PATCH can be tried without touching the original.
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			out[k] = deepCopy(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			out[i] = deepCopy(x)
-		}
-		return out
-	case json.Number, string, bool, float64, nil:
-		return v
-	}
-	return v
 }

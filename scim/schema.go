@@ -43,25 +43,26 @@ func commonAttributes() []schema.CoreAttribute {
 	}
 }
 
-// userSchema and groupSchema return attribute slices clipped to their length: elimity appends
+// UserResourceSchema and GroupResourceSchema return attribute slices clipped to their length: elimity appends
 // externalId to the resource schema's slice on every POST and PUT, and with spare capacity those
 // appends would all write into one shared backing array (a data race under concurrent IdP
 // requests, caught by TestConcurrentWriters with -race).
-func userSchema() schema.Schema {
+func UserResourceSchema() schema.Schema {
 	s := schema.CoreUserSchema()
 	s.Attributes = slices.Clip(append(s.Attributes, commonAttributes()...))
 	return s
 }
 
-func groupSchema() schema.Schema {
+// GroupResourceSchema is the core Group schema plus the common attributes.
+func GroupResourceSchema() schema.Schema {
 	s := schema.CoreGroupSchema()
 	s.Attributes = slices.Clip(append(s.Attributes, commonAttributes()...))
 	return s
 }
 
-// scimsyncExtension is scimsync's own User extension: where the user lives in the directory and
+// ScimsyncExtension is scimsync's own User extension: where the user lives in the directory and
 // who manages it.
-func scimsyncExtension() schema.Schema {
+func ScimsyncExtension() schema.Schema {
 	return schema.Schema{
 		ID:          ScimsyncSchema,
 		Name:        optional.NewString("ScimsyncUser"),
@@ -78,21 +79,22 @@ func scimsyncExtension() schema.Schema {
 	}
 }
 
-// attrInfo is what the store needs to know about one attribute: its canonical name, shape and
+// Attribute is what the model needs to know about one attribute: its canonical name, shape and
 // comparison rules.
-type attrInfo struct {
-	name      string
-	typ       string // string, boolean, dateTime, complex, …
-	multi     bool
-	caseExact bool
-	subs      map[string]attrInfo // lower-cased sub-attribute name -> info
+type Attribute struct {
+	Name      string
+	Type      string // string, boolean, dateTime, complex, …
+	Multi     bool
+	CaseExact bool
+	Subs      map[string]Attribute // lower-cased sub-attribute name -> info
 }
 
-// schemaIndex maps lower-cased attribute names to their info, per schema URN ("" = core).
-type schemaIndex map[string]map[string]attrInfo
+// Index maps lower-cased attribute names to their info, per schema URN ("" = core).
+type Index map[string]map[string]Attribute
 
-func newSchemaIndex(core schema.Schema, exts ...schema.Schema) schemaIndex {
-	idx := schemaIndex{"": indexAttributes(core.Attributes)}
+// NewIndex indexes a resource's core schema and its extensions.
+func NewIndex(core schema.Schema, exts ...schema.Schema) Index {
+	idx := Index{"": indexAttributes(core.Attributes)}
 	idx[strings.ToLower(core.ID)] = idx[""]
 	for _, e := range exts {
 		idx[strings.ToLower(e.ID)] = indexAttributes(e.Attributes)
@@ -100,34 +102,42 @@ func newSchemaIndex(core schema.Schema, exts ...schema.Schema) schemaIndex {
 	return idx
 }
 
-func indexAttributes(attrs schema.Attributes) map[string]attrInfo {
-	out := make(map[string]attrInfo, len(attrs))
+func indexAttributes(attrs schema.Attributes) map[string]Attribute {
+	out := make(map[string]Attribute, len(attrs))
 	for _, a := range attrs {
-		info := attrInfo{name: a.Name(), typ: a.AttributeType(), multi: a.MultiValued(), caseExact: a.CaseExact()}
+		info := Attribute{Name: a.Name(), Type: a.AttributeType(), Multi: a.MultiValued(), CaseExact: a.CaseExact()}
 		if a.HasSubAttributes() {
-			info.subs = indexAttributes(a.SubAttributes())
+			info.Subs = indexAttributes(a.SubAttributes())
 		}
 		out[strings.ToLower(a.Name())] = info
 	}
 	return out
 }
 
-// lookup resolves (uri, name) to the attribute's info and the key under which its value is
+// Lookup resolves (uri, name) to the attribute's info and the key under which its value is
 // stored: extension attributes live in a nested map under their URN.
-func (idx schemaIndex) lookup(uri, name string) (ext string, info attrInfo, ok bool) {
+func (idx Index) Lookup(uri, name string) (ext string, info Attribute, ok bool) {
 	u := strings.ToLower(uri)
 	attrs, found := idx[u]
 	if !found {
-		return "", attrInfo{}, false
+		return "", Attribute{}, false
 	}
 	info, ok = attrs[strings.ToLower(name)]
-	if u != "" && !isCoreURN(u) {
+	if u != "" && !IsCoreURN(u) {
 		ext = canonicalURN(u)
 	}
 	return ext, info, ok
 }
 
-func isCoreURN(lower string) bool {
+// IsExtension reports whether key names one of the index's extension schemas.
+func (idx Index) IsExtension(key string) bool {
+	l := strings.ToLower(key)
+	_, ok := idx[l]
+	return ok && l != "" && !IsCoreURN(l)
+}
+
+// IsCoreURN reports whether lower (a lower-cased URN) is the core User or Group schema.
+func IsCoreURN(lower string) bool {
 	return lower == strings.ToLower(UserSchema) || lower == strings.ToLower(GroupSchema)
 }
 
@@ -139,3 +149,12 @@ func canonicalURN(lower string) string {
 	}
 	return lower
 }
+
+// UserIndex indexes the User resource as the built-in server serves it: core, enterprise and
+// scimsync's extension.
+func UserIndex() Index {
+	return NewIndex(UserResourceSchema(), schema.ExtensionEnterpriseUser(), ScimsyncExtension())
+}
+
+// GroupIndex indexes the Group resource.
+func GroupIndex() Index { return NewIndex(GroupResourceSchema()) }

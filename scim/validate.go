@@ -45,7 +45,7 @@ func ValidateUser(doc Doc) *ValidationError {
 			core[k] = v
 		}
 	}
-	if _, err := userSchema().Validate(core); err != nil {
+	if _, err := UserResourceSchema().Validate(core); err != nil {
 		return &ValidationError{Attribute: "User", Rule: "schema " + UserSchema, Detail: err.Detail}
 	}
 	return nil

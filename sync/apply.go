@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -153,14 +154,14 @@ func (e *Engine) change(it Item, action string) state.Change {
 	return ch
 }
 
-func (e *Engine) applyItem(ctx context.Context, runID uint64, it Item, caps scim.Capabilities) error {
+func (e *Engine) applyItem(ctx context.Context, runID uint64, it Item, caps scimclient.Capabilities) error {
 	payload := Payload{Extensions: caps.Extensions}
 	now := e.now().UTC()
 	switch it.Action {
 	case ActionCreate:
 		doc := payload.Document(*it.desired, nil)
 		created, err := e.target.CreateUser(ctx, doc)
-		if scim.IsStatus(err, http.StatusConflict) {
+		if scimclient.IsStatus(err, http.StatusConflict) {
 			return e.adoptAfterConflict(ctx, runID, it, caps)
 		}
 		if err != nil {
@@ -189,7 +190,7 @@ func (e *Engine) applyItem(ctx context.Context, runID uint64, it Item, caps scim
 		return e.store.Commit(runID, e.linkFor(it, origin, payload, now), false, e.change(it, action))
 	case ActionDisable:
 		err := e.update(ctx, it, caps)
-		if scim.IsStatus(err, http.StatusNotFound) {
+		if scimclient.IsStatus(err, http.StatusNotFound) {
 			return e.store.Commit(runID, *it.link, true, e.change(it, "forget"))
 		}
 		if err != nil {
@@ -207,7 +208,7 @@ func (e *Engine) applyItem(ctx context.Context, runID uint64, it Item, caps scim
 	return nil
 }
 
-func (e *Engine) update(ctx context.Context, it Item, caps scim.Capabilities) error {
+func (e *Engine) update(ctx context.Context, it Item, caps scimclient.Capabilities) error {
 	var err error
 	if caps.Patch {
 		err = e.target.PatchUser(ctx, it.TargetID, patchOps(it.Changes))
@@ -222,7 +223,7 @@ func (e *Engine) update(ctx context.Context, it Item, caps scim.Capabilities) er
 
 // adoptAfterConflict handles a 409 on create: the user exists (created by an earlier run that
 // died before committing, or by someone else). Look it up and adopt it, never loop on 409.
-func (e *Engine) adoptAfterConflict(ctx context.Context, runID uint64, it Item, caps scim.Capabilities) error {
+func (e *Engine) adoptAfterConflict(ctx context.Context, runID uint64, it Item, caps scimclient.Capabilities) error {
 	payload := Payload{Extensions: caps.Extensions}
 	actual, err := e.target.FindUser(ctx, it.ExternalID, it.UserName)
 	if err != nil {

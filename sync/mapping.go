@@ -11,6 +11,7 @@ import (
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
 )
 
 // MappingConfig is the `mapping:` section. It is merged over the target profile's mapping:
@@ -493,21 +494,21 @@ func (p Payload) diff(m *Mapping, d Desired, actual scim.Doc) []Diff {
 }
 
 // patchOps turns diffs into PATCH operations.
-func patchOps(diffs []Diff) []scim.PatchOp {
-	ops := make([]scim.PatchOp, 0, len(diffs))
+func patchOps(diffs []Diff) []scimclient.PatchOp {
+	ops := make([]scimclient.PatchOp, 0, len(diffs))
 	for _, d := range diffs {
 		s := slots[d.Attribute]
 		switch {
 		case d.Attribute == keyActive:
-			ops = append(ops, scim.PatchOp{Op: "replace", Path: s.path(), Value: d.New == "true"})
+			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: s.path(), Value: d.New == "true"})
 		case d.New == "":
 			path := s.path()
 			if s.typ != "" {
 				path = fmt.Sprintf("%s[type eq %q]", s.attr, s.typ) // drop the whole typed element
 			}
-			ops = append(ops, scim.PatchOp{Op: "remove", Path: path})
+			ops = append(ops, scimclient.PatchOp{Op: "remove", Path: path})
 		default:
-			ops = append(ops, scim.PatchOp{Op: "replace", Path: s.path(), Value: d.New})
+			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: s.path(), Value: d.New})
 		}
 	}
 	return ops

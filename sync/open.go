@@ -4,14 +4,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
 )
 
 // Sections are the config sections one sync is built from.
 type Sections struct {
 	LDAP    ldap.Config
-	Target  scim.TargetConfig
+	Target  scimclient.TargetConfig
 	Mapping MappingConfig
 	Sync    Config
 }
@@ -20,7 +20,7 @@ type Sections struct {
 // its transport is not verified), the SCIM client (returned too, for its counters and
 // observers), the profile's mapping and the reconciler. wrap, when set, decorates the source
 // (the daemon counts entries read).
-func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) ldap.Source) (*Engine, *scim.Client, error) {
+func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) ldap.Source) (*Engine, *scimclient.Client, error) {
 	src, err := ldap.New(s.LDAP)
 	if err != nil {
 		return nil, nil, err
@@ -28,7 +28,7 @@ func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) l
 	if w := src.InsecureWarning(); w != "" {
 		log.Warn(w)
 	}
-	tgt, err := scim.NewClient(s.Target, log)
+	tgt, err := scimclient.NewClient(s.Target, log)
 	if err != nil {
 		return nil, nil, err
 	}

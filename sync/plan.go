@@ -15,6 +15,7 @@ import (
 
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -92,7 +93,7 @@ type Plan struct {
 	Known         int            `json:"known_users"`
 
 	refresh []state.Link // links to update in state only (no target write)
-	caps    scim.Capabilities
+	caps    scimclient.Capabilities
 }
 
 // Pending reports whether applying the plan would change anything on the target.
@@ -110,16 +111,16 @@ func (p *Plan) Pending() bool {
 
 // Target is the SCIM endpoint as the reconciler needs it.
 type Target interface {
-	Discover(ctx context.Context) (scim.Capabilities, error)
+	Discover(ctx context.Context) (scimclient.Capabilities, error)
 	ListUsers(ctx context.Context, fn func(scim.Doc) error) error
 	FindUser(ctx context.Context, externalID, userName string) (scim.Doc, error)
 	CreateUser(ctx context.Context, doc scim.Doc) (scim.Doc, error)
-	PatchUser(ctx context.Context, id string, ops []scim.PatchOp) error
+	PatchUser(ctx context.Context, id string, ops []scimclient.PatchOp) error
 	ReplaceUser(ctx context.Context, id string, doc scim.Doc) error
 	DeleteUser(ctx context.Context, id string) error
 }
 
-var _ Target = (*scim.Client)(nil)
+var _ Target = (*scimclient.Client)(nil)
 
 // Engine plans and applies syncs.
 type Engine struct {

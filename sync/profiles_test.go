@@ -20,6 +20,7 @@ import (
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/ldap/slapdtest"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 	scimsync "github.com/scimsync/scimsync/sync"
 )
@@ -121,7 +122,7 @@ func workEmail(doc map[string]any) string {
 }
 
 // handler checks creates and replaces in full, and each PATCH by the resource it would produce.
-func (en *enforcer) handler(t *testing.T, srv *scim.Server, token string) http.Handler {
+func (en *enforcer) handler(t *testing.T, srv *scimserver.Server, token string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost || r.Method == http.MethodPut {
 			body, _ := io.ReadAll(r.Body)
@@ -186,7 +187,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.body.Write(p)
 }
 
-func get(t *testing.T, srv *scim.Server, path, token string) map[string]any {
+func get(t *testing.T, srv *scimserver.Server, path, token string) map[string]any {
 	req, _ := http.NewRequest(http.MethodGet, path, nil)
 	req.Host = "127.0.0.1"
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -216,9 +217,9 @@ func TestProfilesAgainstEnforcingTargets(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			scfg := scim.DefaultServerConfig()
-			scfg.Tokens = []scim.TokenConfig{{Name: "sync", Token: config.NewSecret(token)}}
-			srv, err := scim.NewServer(scfg, st, zap.NewNop())
+			scfg := scimserver.DefaultServerConfig()
+			scfg.Tokens = []scimserver.TokenConfig{{Name: "sync", Token: config.NewSecret(token)}}
+			srv, err := scimserver.NewServer(scfg, st, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,6 +21,8 @@ import (
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/ldap/slapdtest"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 	scimsync "github.com/scimsync/scimsync/sync"
 )
@@ -38,7 +40,7 @@ type env struct {
 	writes    []string    // "METHOD path" of every non-GET request the target received
 	onWrite   func(n int) // called after each write is served
 	clock     time.Time
-	client    *scim.Client
+	client    *scimclient.Client
 }
 
 func person(i int) string {
@@ -57,9 +59,9 @@ func newEnv(t *testing.T, users int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg := scim.DefaultServerConfig()
-	scfg.Tokens = []scim.TokenConfig{{Name: "sync", Token: config.NewSecret(token)}}
-	srv, err := scim.NewServer(scfg, st, zap.NewNop())
+	scfg := scimserver.DefaultServerConfig()
+	scfg.Tokens = []scimserver.TokenConfig{{Name: "sync", Token: config.NewSecret(token)}}
+	srv, err := scimserver.NewServer(scfg, st, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +89,12 @@ func newEnv(t *testing.T, users int) *env {
 	return e
 }
 
-func (e *env) newClient() *scim.Client {
-	cfg := scim.DefaultTargetConfig()
+func (e *env) newClient() *scimclient.Client {
+	cfg := scimclient.DefaultTargetConfig()
 	cfg.URL = e.targetURL
 	cfg.Token = config.NewSecret(token)
 	cfg.RequestsPerSecond = 0
-	c, err := scim.NewClient(cfg, zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)))
+	c, err := scimclient.NewClient(cfg, zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -332,7 +334,7 @@ func TestHandsOffUsersAreNeverTouched(t *testing.T) {
 	ctx := context.Background()
 	// 1: the target says CMS
 	u1 := e.targetUsers()[slapdtest.UUID(1)]["id"].(string)
-	if err := e.client.PatchUser(ctx, u1, []scim.PatchOp{{Op: "replace", Path: scim.ScimsyncSchema + ":managementMode", Value: "CMS"}}); err != nil {
+	if err := e.client.PatchUser(ctx, u1, []scimclient.PatchOp{{Op: "replace", Path: scim.ScimsyncSchema + ":managementMode", Value: "CMS"}}); err != nil {
 		t.Fatal(err)
 	}
 	// 2: the administrator says CMS

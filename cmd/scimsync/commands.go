@@ -13,7 +13,8 @@ import (
 
 	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -36,7 +37,7 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := scim.NewServer(cfg.Server, st, log)
+	srv, err := scimserver.NewServer(cfg.Server, st, log)
 	if err != nil {
 		return err
 	}
@@ -275,10 +276,10 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "ldap: FAILED: %v\n", err)
 		failed = append(failed, "ldap")
 	}
-	tgt, err := scim.NewClient(cfg.Target, log)
+	tgt, err := scimclient.NewClient(cfg.Target, log)
 	if err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		var caps scim.Capabilities
+		var caps scimclient.Capabilities
 		caps, err = tgt.Discover(cctx)
 		cancel()
 		if err == nil {

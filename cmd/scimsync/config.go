@@ -6,21 +6,22 @@ import (
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 	"github.com/scimsync/scimsync/sync"
 )
 
 // fileConfig is the one YAML file every command reads; each section belongs to its package.
 type fileConfig struct {
-	LDAP    ldap.Config        `yaml:"ldap"`
-	Target  scim.TargetConfig  `yaml:"target"`
-	Mapping sync.MappingConfig `yaml:"mapping"`
-	Sync    sync.Config        `yaml:"sync"`
-	Server  scim.ServerConfig  `yaml:"server"`
-	Admin   daemon.AdminConfig `yaml:"admin"`
-	State   state.Config       `yaml:"state"`
-	Log     logConfig          `yaml:"log"`
+	LDAP    ldap.Config             `yaml:"ldap"`
+	Target  scimclient.TargetConfig `yaml:"target"`
+	Mapping sync.MappingConfig      `yaml:"mapping"`
+	Sync    sync.Config             `yaml:"sync"`
+	Server  scimserver.ServerConfig `yaml:"server"`
+	Admin   daemon.AdminConfig      `yaml:"admin"`
+	State   state.Config            `yaml:"state"`
+	Log     logConfig               `yaml:"log"`
 
 	file *config.File
 }
@@ -32,8 +33,8 @@ type logConfig struct {
 
 func defaults() fileConfig {
 	return fileConfig{
-		LDAP: ldap.DefaultConfig(), Target: scim.DefaultTargetConfig(), Sync: sync.DefaultConfig(),
-		Server: scim.DefaultServerConfig(), Admin: daemon.DefaultAdminConfig(),
+		LDAP: ldap.DefaultConfig(), Target: scimclient.DefaultTargetConfig(), Sync: sync.DefaultConfig(),
+		Server: scimserver.DefaultServerConfig(), Admin: daemon.DefaultAdminConfig(),
 		State: state.DefaultConfig(), Log: logConfig{Level: "info"},
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/config"
-	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 	"github.com/scimsync/scimsync/sync"
 )
@@ -55,10 +55,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer serverState.Close()
-	scfg := scim.DefaultServerConfig()
+	scfg := scimserver.DefaultServerConfig()
 	scfg.Listen = "127.0.0.1:0"
-	scfg.Tokens = []scim.TokenConfig{{Name: "demo", Token: config.NewSecret(token)}}
-	srv, err := scim.NewServer(scfg, serverState, log)
+	scfg.Tokens = []scimserver.TokenConfig{{Name: "demo", Token: config.NewSecret(token)}}
+	srv, err := scimserver.NewServer(scfg, serverState, log)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/ldap/slapdtest"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -82,9 +84,9 @@ func startSlowTarget(t *testing.T) *slowTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := scim.DefaultServerConfig()
-	cfg.Tokens = []scim.TokenConfig{{Name: "daemon", Token: config.NewSecret("target-token-123456")}}
-	srv, err := scim.NewServer(cfg, st, zap.NewNop())
+	cfg := scimserver.DefaultServerConfig()
+	cfg.Tokens = []scimserver.TokenConfig{{Name: "daemon", Token: config.NewSecret("target-token-123456")}}
+	srv, err := scimserver.NewServer(cfg, st, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ func startSlowTarget(t *testing.T) *slowTarget {
 	t.Cleanup(func() { _ = hs.Close(); _ = st.Close() })
 	tgt.url = "http://" + ln.Addr().String() + "/scim/v2"
 	tgt.users = func() int {
-		c, _ := scim.NewClient(scim.TargetConfig{URL: tgt.url, Token: config.NewSecret("target-token-123456"), Profile: "generic",
+		c, _ := scimclient.NewClient(scimclient.TargetConfig{URL: tgt.url, Token: config.NewSecret("target-token-123456"), Profile: "generic",
 			Timeout: config.Duration(5 * time.Second), Concurrency: 1, MaxRetries: 0, PageSize: 500}, zap.NewNop())
 		n, ids := 0, map[string]bool{}
 		_ = c.ListUsers(context.Background(), func(d scim.Doc) error {

@@ -1,4 +1,4 @@
-package scim
+package scimclient
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap/slapdtest"
+	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -24,10 +25,10 @@ func TestServerTLSAndClientVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	cfg := DefaultServerConfig()
+	cfg := scimserver.DefaultServerConfig()
 	cfg.Listen, cfg.TLSCertFile, cfg.TLSKeyFile = "127.0.0.1:0", cert, key
-	cfg.Tokens = []TokenConfig{{Name: "t", Token: config.NewSecret(testToken)}}
-	srv, err := NewServer(cfg, st, zaptest.NewLogger(t))
+	cfg.Tokens = []scimserver.TokenConfig{{Name: "t", Token: config.NewSecret(testToken)}}
+	srv, err := scimserver.NewServer(cfg, st, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package scim
+package scimserver
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elimity-com/scim"
+	elimity "github.com/elimity-com/scim"
 	scimerr "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -96,9 +97,9 @@ type Server struct {
 	log     *zap.Logger
 	store   *store
 	tokens  []namedToken
-	users   scim.ResourceType
-	groups  scim.ResourceType
-	idx     map[state.Kind]schemaIndex
+	users   elimity.ResourceType
+	groups  elimity.ResourceType
+	idx     map[state.Kind]scim.Index
 	handler http.Handler
 
 	httpSrv  *http.Server
@@ -128,30 +129,30 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	// which is a package-level setting of the library.
 	schema.SetAllowStringValues(true)
 
-	us, gs := userSchema(), groupSchema()
-	enterprise, own := schema.ExtensionEnterpriseUser(), scimsyncExtension()
-	s.idx = map[state.Kind]schemaIndex{
-		state.KindUser:  newSchemaIndex(us, enterprise, own),
-		state.KindGroup: newSchemaIndex(gs),
+	us, gs := scim.UserResourceSchema(), scim.GroupResourceSchema()
+	enterprise, own := schema.ExtensionEnterpriseUser(), scim.ScimsyncExtension()
+	s.idx = map[state.Kind]scim.Index{
+		state.KindUser:  scim.NewIndex(us, enterprise, own),
+		state.KindGroup: scim.NewIndex(gs),
 	}
-	s.users = scim.ResourceType{ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
+	s.users = elimity.ResourceType{ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
 		Description: optional.NewString("User Account"), Schema: us,
-		SchemaExtensions: []scim.SchemaExtension{{Schema: enterprise}, {Schema: own}},
+		SchemaExtensions: []elimity.SchemaExtension{{Schema: enterprise}, {Schema: own}},
 		Handler:          &handler{srv: s, kind: state.KindUser}}
-	s.groups = scim.ResourceType{ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",
+	s.groups = elimity.ResourceType{ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",
 		Description: optional.NewString("Group"), Schema: gs,
 		Handler: &handler{srv: s, kind: state.KindGroup}}
-	lib, err := scim.NewServer(&scim.ServerArgs{
-		ServiceProviderConfig: &scim.ServiceProviderConfig{
+	lib, err := elimity.NewServer(&elimity.ServerArgs{
+		ServiceProviderConfig: &elimity.ServiceProviderConfig{
 			DocumentationURI: optional.NewString("https://github.com/scimsync/scimsync#scim-server"),
-			AuthenticationSchemes: []scim.AuthenticationScheme{{Type: scim.AuthenticationTypeOauthBearerToken,
+			AuthenticationSchemes: []elimity.AuthenticationScheme{{Type: elimity.AuthenticationTypeOauthBearerToken,
 				Name: "OAuth Bearer Token", Description: "Bearer token from the server.tokens config section", Primary: true}},
 			MaxResults:       cfg.MaxResults,
 			SupportFiltering: true,
 			SupportPatch:     true,
 		},
-		ResourceTypes: []scim.ResourceType{s.users, s.groups},
-	}, scim.WithLogger(libLogger{s.log}))
+		ResourceTypes: []elimity.ResourceType{s.users, s.groups},
+	}, elimity.WithLogger(libLogger{s.log}))
 	if err != nil {
 		return nil, fmt.Errorf("scim: build server: %w", err)
 	}
@@ -222,7 +223,7 @@ func caller(r *http.Request) string {
 func writeError(w http.ResponseWriter, status int, scimType, detail string) {
 	w.Header().Set("Content-Type", "application/scim+json")
 	w.WriteHeader(status)
-	body := fmt.Sprintf(`{"schemas":[%q],"status":"%d","detail":%q`, ErrorSchema, status, detail)
+	body := fmt.Sprintf(`{"schemas":[%q],"status":"%d","detail":%q`, scim.ErrorSchema, status, detail)
 	if scimType != "" {
 		body += fmt.Sprintf(`,"scimType":%q`, scimType)
 	}

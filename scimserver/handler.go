@@ -1,4 +1,4 @@
-package scim
+package scimserver
 
 import (
 	"fmt"
@@ -6,11 +6,12 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/elimity-com/scim"
+	elimity "github.com/elimity-com/scim"
 	scimerr "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
 	"go.uber.org/zap"
 
+	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -20,7 +21,7 @@ type handler struct {
 	kind state.Kind
 }
 
-var _ scim.ResourceHandler = (*handler)(nil)
+var _ elimity.ResourceHandler = (*handler)(nil)
 
 func (h *handler) typeName() string {
 	if h.kind == state.KindUser {
@@ -29,33 +30,33 @@ func (h *handler) typeName() string {
 	return "Group"
 }
 
-func (h *handler) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Resource, error) {
-	clean, err := h.normalize(deepCopy(map[string]any(attrs)).(map[string]any))
+func (h *handler) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	clean, err := h.normalize(scim.DeepCopy(map[string]any(attrs)).(map[string]any))
 	if err != nil {
-		return scim.Resource{}, err
+		return elimity.Resource{}, err
 	}
 	res, err := h.srv.store.create(h.kind, clean)
 	if err != nil {
-		return scim.Resource{}, err
+		return elimity.Resource{}, err
 	}
 	h.logWrite(r, "create", res)
 	return h.srv.render(h.kind, res, r), nil
 }
 
-func (h *handler) Get(r *http.Request, id string) (scim.Resource, error) {
+func (h *handler) Get(r *http.Request, id string) (elimity.Resource, error) {
 	res, ok := h.srv.store.get(h.kind, id)
 	if !ok {
-		return scim.Resource{}, scimerr.ScimErrorResourceNotFound(id)
+		return elimity.Resource{}, scimerr.ScimErrorResourceNotFound(id)
 	}
 	return h.srv.render(h.kind, res, r), nil
 }
 
-func (h *handler) GetAll(r *http.Request, params scim.ListRequestParams) (scim.Page, error) {
+func (h *handler) GetAll(r *http.Request, params elimity.ListRequestParams) (elimity.Page, error) {
 	var candidates []*resource
 	if params.FilterValidator != nil {
 		expr := params.FilterValidator.GetFilter()
-		m := matcher{idx: h.srv.idx[h.kind]}
-		if attr, value, ok := eqLookup(expr); ok && h.kind == state.KindUser {
+		m := scim.Matcher{Index: h.srv.idx[h.kind]}
+		if attr, value, ok := scim.EqLookup(expr); ok && h.kind == state.KindUser {
 			// the IdPs' existence checks, answered from an index
 			var id string
 			var found bool
@@ -65,13 +66,13 @@ func (h *handler) GetAll(r *http.Request, params scim.ListRequestParams) (scim.P
 				id, found = h.srv.store.userIDByExternalID(value)
 			}
 			if found {
-				if res, ok := h.srv.store.get(h.kind, id); ok && m.matches(expr, res) {
+				if res, ok := h.srv.store.get(h.kind, id); ok && m.Match(expr, res.Attrs, res.meta()) {
 					candidates = append(candidates, res)
 				}
 			}
 		} else {
 			for _, res := range h.srv.store.snapshot(h.kind) {
-				if m.matches(expr, res) {
+				if m.Match(expr, res.Attrs, res.meta()) {
 					candidates = append(candidates, res)
 				}
 			}
@@ -81,36 +82,36 @@ func (h *handler) GetAll(r *http.Request, params scim.ListRequestParams) (scim.P
 	}
 	start := max(params.StartIndex, 1) - 1
 	end := min(start+max(params.Count, 0), len(candidates))
-	page := scim.Page{TotalResults: len(candidates), Resources: []scim.Resource{}}
+	page := elimity.Page{TotalResults: len(candidates), Resources: []elimity.Resource{}}
 	for i := start; i < end; i++ {
 		page.Resources = append(page.Resources, h.srv.render(h.kind, candidates[i], r))
 	}
 	return page, nil
 }
 
-func (h *handler) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
-	clean, err := h.normalize(deepCopy(map[string]any(attrs)).(map[string]any))
+func (h *handler) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	clean, err := h.normalize(scim.DeepCopy(map[string]any(attrs)).(map[string]any))
 	if err != nil {
-		return scim.Resource{}, err
+		return elimity.Resource{}, err
 	}
 	res, err := h.srv.store.update(h.kind, id, func(cur *resource) (map[string]any, error) {
 		return clean, checkIfMatch(r, cur)
 	})
 	if err != nil {
-		return scim.Resource{}, err
+		return elimity.Resource{}, err
 	}
 	h.logWrite(r, "replace", res)
 	return h.srv.render(h.kind, res, r), nil
 }
 
-func (h *handler) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
-	p := patcher{idx: h.srv.idx[h.kind]}
+func (h *handler) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
+	p := scim.Patcher{Index: h.srv.idx[h.kind]}
 	res, err := h.srv.store.update(h.kind, id, func(cur *resource) (map[string]any, error) {
 		if err := checkIfMatch(r, cur); err != nil {
 			return nil, err
 		}
-		attrs := deepCopy(cur.Attrs).(map[string]any)
-		if err := p.apply(attrs, ops); err != nil {
+		attrs := scim.DeepCopy(cur.Attrs).(map[string]any)
+		if err := p.Apply(attrs, operations(ops)); err != nil {
 			return nil, err
 		}
 		valid, err := h.validate(attrs)
@@ -120,7 +121,7 @@ func (h *handler) Patch(r *http.Request, id string, ops []scim.PatchOperation) (
 		return h.normalize(valid)
 	})
 	if err != nil {
-		return scim.Resource{}, err
+		return elimity.Resource{}, err
 	}
 	h.logWrite(r, "patch", res)
 	return h.srv.render(h.kind, res, r), nil
@@ -159,7 +160,7 @@ func (h *handler) validate(attrs map[string]any) (map[string]any, error) {
 		return nil, *serr
 	}
 	for _, ext := range rt.SchemaExtensions {
-		raw, ok := getFold(attrs, ext.Schema.ID).(map[string]any)
+		raw, ok := scim.GetFold(attrs, ext.Schema.ID).(map[string]any)
 		if !ok || len(raw) == 0 {
 			continue
 		}
@@ -181,33 +182,42 @@ func (h *handler) normalize(attrs map[string]any) (map[string]any, error) {
 	delete(attrs, "meta")
 	delete(attrs, "schemas")
 	if h.kind != state.KindUser {
-		for _, m := range asList(attrs["members"]) {
+		for _, m := range scim.AsList(attrs["members"]) {
 			mm, ok := m.(map[string]any)
 			if !ok {
-				return nil, invalidValue("members: every member must be an object with a value")
+				return nil, scim.InvalidValue("members: every member must be an object with a value")
 			}
 			if id, _ := mm["value"].(string); id == "" {
-				return nil, invalidValue("members: every member needs a value (the member's id)")
+				return nil, scim.InvalidValue("members: every member needs a value (the member's id)")
 			}
 		}
 		return attrs, nil
 	}
 	delete(attrs, "groups")
-	ext, _ := attrs[ScimsyncSchema].(map[string]any)
+	ext, _ := attrs[scim.ScimsyncSchema].(map[string]any)
 	if ext == nil {
 		ext = map[string]any{}
 	}
 	mode, _ := ext["managementMode"].(string)
 	switch strings.ToUpper(mode) {
 	case "":
-		ext["managementMode"] = ModeDefault
-	case ModeDefault, ModeCMS:
+		ext["managementMode"] = scim.ModeDefault
+	case scim.ModeDefault, scim.ModeCMS:
 		ext["managementMode"] = strings.ToUpper(mode)
 	default:
-		return nil, invalidValue("%s:managementMode must be DEFAULT or CMS, got %q", ScimsyncSchema, mode)
+		return nil, scim.InvalidValue("%s:managementMode must be DEFAULT or CMS, got %q", scim.ScimsyncSchema, mode)
 	}
-	attrs[ScimsyncSchema] = ext
+	attrs[scim.ScimsyncSchema] = ext
 	return attrs, nil
+}
+
+// operations converts elimity's parsed PATCH operations into the model's.
+func operations(ops []elimity.PatchOperation) []scim.Operation {
+	out := make([]scim.Operation, len(ops))
+	for i, op := range ops {
+		out[i] = scim.Operation{Op: op.Op, Path: op.Path, Value: op.Value}
+	}
+	return out
 }
 
 // checkIfMatch enforces optimistic locking: a stale version gets 412.
@@ -233,7 +243,7 @@ func etagMatches(header, tag string) bool {
 
 // render builds the response resource: a fresh map (elimity writes into it), the computed
 // groups[] of a user, and the attributes= / excludedAttributes= projection elimity ignores.
-func (s *Server) render(kind state.Kind, res *resource, r *http.Request) scim.Resource {
+func (s *Server) render(kind state.Kind, res *resource, r *http.Request) elimity.Resource {
 	attrs := maps.Clone(res.Attrs)
 	if kind == state.KindUser {
 		if gs := s.store.groupsOf(res.ID); len(gs) > 0 {
@@ -248,8 +258,8 @@ func (s *Server) render(kind state.Kind, res *resource, r *http.Request) scim.Re
 	q := r.URL.Query()
 	attrs = project(attrs, s.idx[kind], splitList(q.Get("attributes")), splitList(q.Get("excludedAttributes")))
 	created, modified := res.Created, res.Modified
-	out := scim.Resource{ID: res.ID, Attributes: attrs,
-		Meta: scim.Meta{Created: &created, LastModified: &modified, Version: res.etag()}}
+	out := elimity.Resource{ID: res.ID, Attributes: attrs,
+		Meta: elimity.Meta{Created: &created, LastModified: &modified, Version: res.etag()}}
 	if ext, ok := attrs["externalId"].(string); ok {
 		out.ExternalID = optional.NewString(ext)
 	}
@@ -268,12 +278,12 @@ func splitList(s string) []string {
 
 // project applies RFC 7644 §3.9. id, schemas and meta are added by elimity after this and are
 // always returned; everything else follows the lists.
-func project(attrs map[string]any, idx schemaIndex, include, exclude []string) map[string]any {
+func project(attrs map[string]any, idx scim.Index, include, exclude []string) map[string]any {
 	if len(include) > 0 {
 		out := map[string]any{}
 		for _, p := range include {
 			uri, name, sub := splitAttrPath(p)
-			ext, info, ok := idx.lookup(uri, name)
+			ext, info, ok := idx.Lookup(uri, name)
 			if !ok {
 				continue
 			}
@@ -287,15 +297,15 @@ func project(attrs map[string]any, idx schemaIndex, include, exclude []string) m
 				}
 				dst = d
 			}
-			v, ok := src[info.name]
+			v, ok := src[info.Name]
 			if !ok {
 				continue
 			}
 			if sub == "" {
-				dst[info.name] = v
+				dst[info.Name] = v
 				continue
 			}
-			dst[info.name] = pickSub(v, dst[info.name], info, sub)
+			dst[info.Name] = pickSub(v, dst[info.Name], info, sub)
 		}
 		for k, v := range out {
 			if m, ok := v.(map[string]any); ok && len(m) == 0 && strings.HasPrefix(k, "urn:") {
@@ -306,7 +316,7 @@ func project(attrs map[string]any, idx schemaIndex, include, exclude []string) m
 	}
 	for _, p := range exclude {
 		uri, name, sub := splitAttrPath(p)
-		ext, info, ok := idx.lookup(uri, name)
+		ext, info, ok := idx.Lookup(uri, name)
 		if !ok {
 			continue
 		}
@@ -321,25 +331,25 @@ func project(attrs map[string]any, idx schemaIndex, include, exclude []string) m
 			target = e
 		}
 		if sub == "" {
-			delete(target, info.name)
+			delete(target, info.Name)
 			continue
 		}
-		if obj, ok := target[info.name].(map[string]any); ok {
+		if obj, ok := target[info.Name].(map[string]any); ok {
 			obj = maps.Clone(obj)
 			for k := range obj {
 				if strings.EqualFold(k, sub) {
 					delete(obj, k)
 				}
 			}
-			target[info.name] = obj
+			target[info.Name] = obj
 		}
 	}
 	return attrs
 }
 
 // pickSub keeps only sub of v (an object, or each element of a list), merged into prev.
-func pickSub(v, prev any, info attrInfo, sub string) any {
-	si, ok := info.subs[strings.ToLower(sub)]
+func pickSub(v, prev any, info scim.Attribute, sub string) any {
+	si, ok := info.Subs[strings.ToLower(sub)]
 	if !ok {
 		return prev
 	}
@@ -349,8 +359,8 @@ func pickSub(v, prev any, info attrInfo, sub string) any {
 		if out == nil {
 			out = map[string]any{}
 		}
-		if x, ok := v[si.name]; ok {
-			out[si.name] = x
+		if x, ok := v[si.Name]; ok {
+			out[si.Name] = x
 		}
 		return out
 	case []any:
@@ -364,8 +374,8 @@ func pickSub(v, prev any, info attrInfo, sub string) any {
 				}
 			}
 			if em, ok := el.(map[string]any); ok {
-				if x, ok := em[si.name]; ok {
-					m[si.name] = x
+				if x, ok := em[si.Name]; ok {
+					m[si.Name] = x
 				}
 			}
 			out[i] = m

@@ -1,4 +1,4 @@
-package scim
+package scimclient
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,9 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimserver"
+	"github.com/scimsync/scimsync/state"
 )
 
 // flaky answers the first n requests with the given statuses, then proxies to the real server.
@@ -59,8 +63,8 @@ func testClient(t *testing.T, base string) (*Client, *[]time.Duration) {
 }
 
 func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
-	ts := startTestServer(t, "")
-	base, hits := flaky(t, ts.base, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError)
+	base0 := startServer(t)
+	base, hits := flaky(t, base0, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError)
 	c, slept := testClient(t, base)
 	created, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
 	if err != nil {
@@ -79,8 +83,8 @@ func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
 }
 
 func TestClientGivesUpAndReportsStatus(t *testing.T) {
-	ts := startTestServer(t, "")
-	base, _ := flaky(t, ts.base, 500, 500, 500, 500, 500, 500, 500)
+	base0 := startServer(t)
+	base, _ := flaky(t, base0, 500, 500, 500, 500, 500, 500, 500)
 	c, slept := testClient(t, base)
 	_, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
 	if !IsStatus(err, 500) {
@@ -91,12 +95,47 @@ func TestClientGivesUpAndReportsStatus(t *testing.T) {
 	}
 }
 
+const testToken = "test-token-0123456789"
+
+// startServer runs the built-in SCIM server on 127.0.0.1 and returns its base URL.
+func startServer(t *testing.T) string {
+	t.Helper()
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := scimserver.DefaultServerConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Tokens = []scimserver.TokenConfig{{Name: "okta", Token: config.NewSecret(testToken)}}
+	srv, err := scimserver.NewServer(cfg, st, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	return "http://" + srv.Addr() + "/scim/v2"
+}
+
+func userBody(name, ext string) map[string]any {
+	return map[string]any{
+		"schemas":             []string{scim.UserSchema, scim.EnterpriseSchema},
+		"userName":            name,
+		"externalId":          ext,
+		"name":                map[string]any{"givenName": "Given " + name, "familyName": "Family"},
+		"emails":              []any{map[string]any{"value": name + "@example.org", "type": "work", "primary": true}},
+		"active":              true,
+		scim.EnterpriseSchema: map[string]any{"department": "R&D"},
+	}
+}
+
 func TestClientAgainstServer(t *testing.T) {
-	ts := startTestServer(t, "")
-	c, _ := testClient(t, ts.base)
+	c, _ := testClient(t, startServer(t))
 	ctx := context.Background()
 	caps, err := c.Discover(ctx)
-	if err != nil || !caps.Patch || !caps.Extensions[ScimsyncSchema] || !caps.Extensions[EnterpriseSchema] {
+	if err != nil || !caps.Patch || !caps.Extensions[scim.ScimsyncSchema] || !caps.Extensions[scim.EnterpriseSchema] {
 		t.Fatalf("caps %+v err %v", caps, err)
 	}
 	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {

@@ -1,4 +1,4 @@
-package scim
+package scimserver
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -112,13 +113,13 @@ func (ts *testServer) mustStatus(rep reply, want int) reply {
 
 func userBody(name, ext string) map[string]any {
 	return map[string]any{
-		"schemas":        []string{UserSchema, EnterpriseSchema},
-		"userName":       name,
-		"externalId":     ext,
-		"name":           map[string]any{"givenName": "Given " + name, "familyName": "Family"},
-		"emails":         []any{map[string]any{"value": name + "@example.org", "type": "work", "primary": true}},
-		"active":         true,
-		EnterpriseSchema: map[string]any{"department": "R&D"},
+		"schemas":             []string{scim.UserSchema, scim.EnterpriseSchema},
+		"userName":            name,
+		"externalId":          ext,
+		"name":                map[string]any{"givenName": "Given " + name, "familyName": "Family"},
+		"emails":              []any{map[string]any{"value": name + "@example.org", "type": "work", "primary": true}},
+		"active":              true,
+		scim.EnterpriseSchema: map[string]any{"department": "R&D"},
 	}
 }
 
@@ -146,8 +147,8 @@ func TestCreateReturnsLocationAndCompleteMeta(t *testing.T) {
 	if rep.header.Get("ETag") != meta["version"] {
 		t.Errorf("ETag %q != meta.version %q", rep.header.Get("ETag"), meta["version"])
 	}
-	ext := rep.body[ScimsyncSchema].(map[string]any)
-	if ext["managementMode"] != ModeDefault {
+	ext := rep.body[scim.ScimsyncSchema].(map[string]any)
+	if ext["managementMode"] != scim.ModeDefault {
 		t.Errorf("managementMode default: %v", ext)
 	}
 }
@@ -250,14 +251,14 @@ func TestPagination(t *testing.T) {
 func TestAttributesProjection(t *testing.T) {
 	ts := startTestServer(t, "")
 	id := ts.mustStatus(ts.do("POST", "/Users", userBody("alice", "e1")), 201).body["id"].(string)
-	rep := ts.mustStatus(ts.do("GET", "/Users/"+id+"?attributes=userName,name.givenName,"+EnterpriseSchema+":department", nil), 200)
+	rep := ts.mustStatus(ts.do("GET", "/Users/"+id+"?attributes=userName,name.givenName,"+scim.EnterpriseSchema+":department", nil), 200)
 	if rep.body["userName"] != "alice" || rep.body["emails"] != nil || rep.body["id"] != id {
 		t.Fatalf("attributes: %s", rep.raw)
 	}
 	if n := rep.body["name"].(map[string]any); n["givenName"] == nil || n["familyName"] != nil {
 		t.Fatalf("sub-attribute projection: %v", n)
 	}
-	if rep.body[EnterpriseSchema].(map[string]any)["department"] != "R&D" {
+	if rep.body[scim.EnterpriseSchema].(map[string]any)["department"] != "R&D" {
 		t.Fatalf("extension projection: %s", rep.raw)
 	}
 	rep = ts.mustStatus(ts.do("GET", "/Users?excludedAttributes=emails,name.familyName", nil), 200)
@@ -272,7 +273,7 @@ func TestPatchVariants(t *testing.T) {
 	id := ts.mustStatus(ts.do("POST", "/Users", userBody("alice", "e1")), 201).body["id"].(string)
 	patch := func(ops ...map[string]any) reply {
 		t.Helper()
-		return ts.do("PATCH", "/Users/"+id, map[string]any{"schemas": []string{PatchOpSchema}, "Operations": ops})
+		return ts.do("PATCH", "/Users/"+id, map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": ops})
 	}
 	tests := []struct {
 		name  string
@@ -294,12 +295,14 @@ func TestPatchVariants(t *testing.T) {
 				p := u["phoneNumbers"].([]any)[0].(map[string]any)
 				return p["value"] == "+1 555" && p["type"] == "mobile"
 			}},
-		{"enterprise URN path", []map[string]any{{"op": "replace", "path": EnterpriseSchema + ":department", "value": "Sales"}},
-			func(u map[string]any) bool { return u[EnterpriseSchema].(map[string]any)["department"] == "Sales" }},
-		{"no path, URN key", []map[string]any{{"op": "replace", "value": map[string]any{EnterpriseSchema + ":costCenter": "42"}}},
-			func(u map[string]any) bool { return u[EnterpriseSchema].(map[string]any)["costCenter"] == "42" }},
-		{"no path, scimsync URN key", []map[string]any{{"op": "add", "value": map[string]any{ScimsyncSchema + ":managementMode": "CMS"}}},
-			func(u map[string]any) bool { return u[ScimsyncSchema].(map[string]any)["managementMode"] == ModeCMS }},
+		{"enterprise URN path", []map[string]any{{"op": "replace", "path": scim.EnterpriseSchema + ":department", "value": "Sales"}},
+			func(u map[string]any) bool { return u[scim.EnterpriseSchema].(map[string]any)["department"] == "Sales" }},
+		{"no path, URN key", []map[string]any{{"op": "replace", "value": map[string]any{scim.EnterpriseSchema + ":costCenter": "42"}}},
+			func(u map[string]any) bool { return u[scim.EnterpriseSchema].(map[string]any)["costCenter"] == "42" }},
+		{"no path, scimsync URN key", []map[string]any{{"op": "add", "value": map[string]any{scim.ScimsyncSchema + ":managementMode": "CMS"}}},
+			func(u map[string]any) bool {
+				return u[scim.ScimsyncSchema].(map[string]any)["managementMode"] == scim.ModeCMS
+			}},
 		{"add to multi-valued", []map[string]any{{"op": "add", "path": "emails", "value": []any{map[string]any{"value": "x@y.example", "type": "home"}}}},
 			func(u map[string]any) bool { return len(u["emails"].([]any)) == 2 }},
 		{"remove filtered element", []map[string]any{{"op": "remove", "path": `emails[type eq "home"]`}},
@@ -324,7 +327,7 @@ func TestPatchVariants(t *testing.T) {
 	for _, bad := range []map[string]any{
 		{"op": "remove", "path": "userName"},
 		{"op": "replace", "path": "nosuch", "value": 1},
-		{"op": "replace", "path": ScimsyncSchema + ":managementMode", "value": "MAYBE"},
+		{"op": "replace", "path": scim.ScimsyncSchema + ":managementMode", "value": "MAYBE"},
 	} {
 		if rep := patch(bad); rep.status != 400 {
 			t.Errorf("%v: status %d, want 400: %s", bad, rep.status, rep.raw)
@@ -374,10 +377,10 @@ func TestGroupsMembersAndUserDeletion(t *testing.T) {
 	ts := startTestServer(t, "")
 	a := ts.mustStatus(ts.do("POST", "/Users", userBody("alice", "")), 201).body["id"].(string)
 	b := ts.mustStatus(ts.do("POST", "/Users", userBody("bob", "")), 201).body["id"].(string)
-	g := ts.mustStatus(ts.do("POST", "/Groups", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Eng",
+	g := ts.mustStatus(ts.do("POST", "/Groups", map[string]any{"schemas": []string{scim.GroupSchema}, "displayName": "Eng",
 		"members": []any{map[string]any{"value": a}}}), 201).body["id"].(string)
 	patch := func(op map[string]any) {
-		ts.mustStatus(ts.do("PATCH", "/Groups/"+g, map[string]any{"schemas": []string{PatchOpSchema}, "Operations": []any{op}}), 200)
+		ts.mustStatus(ts.do("PATCH", "/Groups/"+g, map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": []any{op}}), 200)
 	}
 	patch(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": b}}})
 	if n := len(ts.do("GET", "/Groups/"+g, nil).body["members"].([]any)); n != 2 {
@@ -399,7 +402,7 @@ func TestGroupsMembersAndUserDeletion(t *testing.T) {
 		t.Fatalf("excludedAttributes=members: %v", grp)
 	}
 	// soft delete keeps the user readable
-	ts.mustStatus(ts.do("PATCH", "/Users/"+a, map[string]any{"schemas": []string{PatchOpSchema},
+	ts.mustStatus(ts.do("PATCH", "/Users/"+a, map[string]any{"schemas": []string{scim.PatchOpSchema},
 		"Operations": []any{map[string]any{"op": "replace", "path": "active", "value": false}}}), 200)
 	if ts.mustStatus(ts.do("GET", "/Users/"+a, nil), 200).body["active"] != false {
 		t.Fatal("soft-deleted user not readable as inactive")
@@ -423,17 +426,17 @@ func TestServiceProviderConfigIsTruthful(t *testing.T) {
 		t.Errorf("filter.maxResults: %v", rep.body["filter"])
 	}
 	rts := ts.mustStatus(ts.do("GET", "/ResourceTypes/User", nil), 200)
-	if !strings.Contains(rts.raw, ScimsyncSchema) || !strings.Contains(rts.raw, EnterpriseSchema) {
+	if !strings.Contains(rts.raw, scim.ScimsyncSchema) || !strings.Contains(rts.raw, scim.EnterpriseSchema) {
 		t.Fatalf("ResourceTypes/User lacks extensions: %s", rts.raw)
 	}
-	ts.mustStatus(ts.do("GET", "/Schemas/"+ScimsyncSchema, nil), 200)
+	ts.mustStatus(ts.do("GET", "/Schemas/"+scim.ScimsyncSchema, nil), 200)
 }
 
 func TestRestartKeepsEverything(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	ts := startTestServer(t, path)
 	id := ts.mustStatus(ts.do("POST", "/Users", userBody("alice", "e1")), 201).body["id"].(string)
-	g := ts.mustStatus(ts.do("POST", "/Groups", map[string]any{"schemas": []string{GroupSchema}, "displayName": "Eng",
+	g := ts.mustStatus(ts.do("POST", "/Groups", map[string]any{"schemas": []string{scim.GroupSchema}, "displayName": "Eng",
 		"members": []any{map[string]any{"value": id}}}), 201).body["id"].(string)
 	before := ts.do("GET", "/Users/"+id, nil).raw
 	ts.stop()
@@ -463,7 +466,7 @@ func TestConcurrentWriters(t *testing.T) {
 					continue
 				}
 				id := rep.body["id"].(string)
-				rep = ts.do("PATCH", "/Users/"+id, map[string]any{"schemas": []string{PatchOpSchema},
+				rep = ts.do("PATCH", "/Users/"+id, map[string]any{"schemas": []string{scim.PatchOpSchema},
 					"Operations": []any{map[string]any{"op": "replace", "path": "title", "value": "t"}}})
 				if rep.status != 200 {
 					errs <- rep.raw

@@ -1,4 +1,4 @@
-package scim
+package scimserver
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	scimerr "github.com/elimity-com/scim/errors"
 
+	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -30,6 +31,11 @@ type resource struct {
 }
 
 func (r *resource) etag() string { return `W/"` + strconv.Itoa(r.Version) + `"` }
+
+// meta is what filters may ask of r besides its attributes.
+func (r *resource) meta() *scim.Meta {
+	return &scim.Meta{ID: r.ID, Created: r.Created, Modified: r.Modified, Version: r.etag()}
+}
 
 // collection is one resource type's resources in creation order.
 type collection struct {
@@ -226,7 +232,7 @@ func (s *store) update(kind state.Kind, id string, change func(cur *resource) (m
 	if err != nil {
 		return nil, err
 	}
-	if jsonEqual(attrs, cur.Attrs) {
+	if scim.JSONEqual(attrs, cur.Attrs) {
 		return cur, nil
 	}
 	next := &resource{ID: id, Seq: cur.Seq, Created: cur.Created, Modified: s.now().UTC(), Version: cur.Version + 1, Attrs: attrs}
@@ -257,7 +263,7 @@ func (s *store) remove(kind state.Kind, id string, check func(cur *resource) err
 		for gid := range s.memberOf[id] {
 			g := s.groups.byID[gid]
 			attrs := maps.Clone(g.Attrs)
-			attrs["members"] = withoutMembers(g.Attrs["members"], map[string]bool{id: true})
+			attrs["members"] = scim.WithoutMembers(g.Attrs["members"], map[string]bool{id: true})
 			ng := &resource{ID: gid, Seq: g.Seq, Created: g.Created, Modified: s.now().UTC(), Version: g.Version + 1, Attrs: attrs}
 			raw, err := json.Marshal(ng)
 			if err != nil {
@@ -340,49 +346,16 @@ func (s *store) indexUser(old, cur *resource) {
 
 func (s *store) indexGroup(old, cur *resource) {
 	if old != nil {
-		for _, uid := range memberIDs(old.Attrs["members"]) {
+		for _, uid := range scim.MemberIDs(old.Attrs["members"]) {
 			delete(s.memberOf[uid], old.ID)
 		}
 	}
 	if cur != nil {
-		for _, uid := range memberIDs(cur.Attrs["members"]) {
+		for _, uid := range scim.MemberIDs(cur.Attrs["members"]) {
 			if s.memberOf[uid] == nil {
 				s.memberOf[uid] = map[string]struct{}{}
 			}
 			s.memberOf[uid][cur.ID] = struct{}{}
 		}
 	}
-}
-
-func memberIDs(v any) []string {
-	list, _ := v.([]any)
-	out := make([]string, 0, len(list))
-	for _, m := range list {
-		if mm, ok := m.(map[string]any); ok {
-			if id, ok := mm["value"].(string); ok {
-				out = append(out, id)
-			}
-		}
-	}
-	return out
-}
-
-func withoutMembers(v any, drop map[string]bool) []any {
-	list, _ := v.([]any)
-	out := make([]any, 0, len(list))
-	for _, m := range list {
-		if mm, ok := m.(map[string]any); ok {
-			if id, _ := mm["value"].(string); drop[id] {
-				continue
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func jsonEqual(a, b any) bool {
-	ra, err1 := json.Marshal(a)
-	rb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(ra, rb)
 }

@@ -1,4 +1,4 @@
-package scim
+package scimserver
 
 import (
 	"net/http"

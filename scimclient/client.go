@@ -1,4 +1,4 @@
-package scim
+package scimclient
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/scim"
 )
 
 // TargetConfig is the `target:` section: the SCIM endpoint the sync writes to.
@@ -339,7 +340,7 @@ type resourceType struct {
 }
 
 // Doc is a SCIM resource as JSON.
-type Doc = map[string]any
+type Doc = scim.Doc
 
 type listResponse struct {
 	TotalResults int   `json:"totalResults"`
@@ -401,7 +402,7 @@ type PatchOp struct {
 
 // PatchUser applies ops to user id.
 func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp) error {
-	body := map[string]any{"schemas": []string{PatchOpSchema}, "Operations": ops}
+	body := map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": ops}
 	return c.do(ctx, http.MethodPatch, "/Users/"+url.PathEscape(id), body, nil)
 }
 
