@@ -101,12 +101,6 @@ func IsStatus(err error, code int) bool {
 	return errors.As(err, &ae) && ae.Status == code
 }
 
-// Capabilities is what discovery learned about the target.
-type Capabilities struct {
-	Patch      bool
-	Extensions map[string]bool // schema URNs the User resource type declares
-}
-
 // Stats counts requests by method and status class; read with Snapshot.
 type Stats struct {
 	requests, writes, retries, throttled atomic.Int64
@@ -179,19 +173,24 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // do sends one request with retries: 429 and 503 honour Retry-After; other 5xx and network
 // errors back off exponentially with full jitter, capped at 30s.
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
+	return c.doIf(ctx, method, path, body, out, "")
+}
+
+// doIf is do with an optional If-Match header; it returns the success response's headers.
+func (c *Client) doIf(ctx context.Context, method, path string, body, out any, ifMatch string) (http.Header, error) {
 	var raw []byte
 	if body != nil {
 		var err error
 		if raw, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("scim: encode %s %s: %w", method, path, err)
+			return nil, fmt.Errorf("scim: encode %s %s: %w", method, path, err)
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		if err := c.lim.Wait(ctx); err != nil {
-			return fmt.Errorf("scim: %s %s: %w", method, path, err)
+			return nil, fmt.Errorf("scim: %s %s: %w", method, path, err)
 		}
-		status, hdr, respBody, err := c.once(ctx, method, path, raw)
+		status, hdr, respBody, err := c.once(ctx, method, path, raw, ifMatch)
 		if c.observe != nil {
 			c.observe(method, status)
 		}
@@ -199,7 +198,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return fmt.Errorf("scim: %s %s: %w", method, path, ctx.Err())
+				return nil, fmt.Errorf("scim: %s %s: %w", method, path, ctx.Err())
 			}
 			wait = backoff(attempt)
 		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
@@ -208,33 +207,33 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		case status >= 500:
 			wait = backoff(attempt)
 		case status >= 300:
-			return apiError(method, path, status, respBody)
+			return nil, apiError(method, path, status, respBody)
 		default:
 			if out != nil && len(respBody) > 0 {
 				dec := json.NewDecoder(bytes.NewReader(respBody))
 				dec.UseNumber()
 				if err := dec.Decode(out); err != nil {
-					return fmt.Errorf("scim: %s %s: decode response: %w", method, path, err)
+					return nil, fmt.Errorf("scim: %s %s: decode response: %w", method, path, err)
 				}
 			}
-			return nil
+			return hdr, nil
 		}
 		if attempt >= c.cfg.MaxRetries {
 			if err != nil {
-				return fmt.Errorf("scim: %s %s: giving up after %d attempts: %w", method, path, attempt+1, err)
+				return nil, fmt.Errorf("scim: %s %s: giving up after %d attempts: %w", method, path, attempt+1, err)
 			}
-			return apiError(method, path, status, respBody)
+			return nil, apiError(method, path, status, respBody)
 		}
 		c.stats.retries.Add(1)
 		c.log.Warn("retrying", zap.String("method", method), zap.String("path", path), zap.Int("status", status),
 			zap.Duration("wait", wait), zap.Int("attempt", attempt+1), zap.Error(err))
 		if err := c.sleep(ctx, wait); err != nil {
-			return fmt.Errorf("scim: %s %s: %w", method, path, err)
+			return nil, fmt.Errorf("scim: %s %s: %w", method, path, err)
 		}
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, path string, body []byte) (int, http.Header, []byte, error) {
+func (c *Client) once(ctx context.Context, method, path string, body []byte, ifMatch string) (int, http.Header, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout.D())
 	defer cancel()
 	var rd io.Reader
@@ -249,6 +248,9 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte) (in
 	req.Header.Set("Accept", "application/scim+json, application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/scim+json")
+	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
 	}
 	c.stats.requests.Add(1)
 	if method != http.MethodGet {
@@ -300,42 +302,127 @@ func truncateDetail(s string) string {
 	return s
 }
 
-// Discover reads /ServiceProviderConfig and /ResourceTypes: whether PATCH works and which
-// User extensions the target declares, so nothing undeclared is sent.
+// Endpoint is a resource type's path below the base URL.
+type Endpoint string
+
+// The resource types scimsync writes.
+const (
+	Users  Endpoint = "/Users"
+	Groups Endpoint = "/Groups"
+)
+
+// Resource is one resource as the target returned it, with the version it was returned at.
+type Resource struct {
+	Doc  scim.Doc
+	ETag string // meta.version, else the ETag header; "" when the target keeps no versions
+}
+
+// ID is the target's id of the resource.
+func (r Resource) ID() string {
+	id, _ := r.Doc["id"].(string)
+	return id
+}
+
+// ResourceType is one resource type the target declares in /ResourceTypes.
+type ResourceType struct {
+	Name       string
+	Endpoint   Endpoint
+	Schema     string          // the core schema URN
+	Extensions map[string]bool // extension URN -> required
+}
+
+// Capabilities is what discovery learned about the target.
+type Capabilities struct {
+	Patch bool // /ServiceProviderConfig patch.supported
+	ETag  bool // etag.supported: every write carries If-Match
+	// Extensions are the User resource type's extension URNs (all of them known when
+	// /ResourceTypes could be read; none otherwise).
+	Extensions map[string]bool
+	// Groups is the Group resource type, nil when the target declares none.
+	Groups *ResourceType
+	// Schemas indexes the attributes each schema declares (scim.Index keys: lower-cased URN, and
+	// "" for the User core schema); nil when /Schemas could not be read, in which case every
+	// attribute of the core schema and of a declared extension counts as declared.
+	Schemas scim.Index
+}
+
+// Declares reports whether the target declares attribute attr (and sub-attribute sub, when not
+// empty) of schema urn ("" or the core URN for core attributes).
+func (c Capabilities) Declares(urn, attr, sub string) bool {
+	if urn != "" && !scim.IsCoreURN(strings.ToLower(urn)) && !c.Extensions[urn] {
+		return false
+	}
+	if c.Schemas == nil || scim.IsCommonAttribute(urn, attr) {
+		return true
+	}
+	_, a, ok := c.Schemas.Lookup(urn, attr)
+	if !ok {
+		return false
+	}
+	if sub == "" || len(a.Subs) == 0 {
+		return true
+	}
+	_, ok = a.Subs[strings.ToLower(sub)]
+	return ok
+}
+
+// Discover reads /ServiceProviderConfig, /ResourceTypes and /Schemas: whether PATCH and ETags
+// work, which resource types and extensions exist, and which attributes each schema declares,
+// so nothing undeclared is sent. A target without /ResourceTypes gets core attributes only; one
+// without /Schemas is trusted to accept every attribute of what /ResourceTypes declares.
 func (c *Client) Discover(ctx context.Context) (Capabilities, error) {
 	var spc struct {
 		Patch struct {
 			Supported bool `json:"supported"`
 		} `json:"patch"`
+		ETag struct {
+			Supported bool `json:"supported"`
+		} `json:"etag"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/ServiceProviderConfig", nil, &spc); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/ServiceProviderConfig", nil, &spc); err != nil {
 		return Capabilities{}, err
 	}
-	caps := Capabilities{Patch: spc.Patch.Supported, Extensions: map[string]bool{}}
+	caps := Capabilities{Patch: spc.Patch.Supported, ETag: spc.ETag.Supported, Extensions: map[string]bool{}}
 	var rts struct {
 		Resources []resourceType `json:"Resources"`
 	}
-	err := c.do(ctx, http.MethodGet, "/ResourceTypes", nil, &rts)
-	if err != nil {
+	if _, err := c.do(ctx, http.MethodGet, "/ResourceTypes", nil, &rts); err != nil {
 		// some targets serve no /ResourceTypes; then only the core schema is sent
 		c.log.Warn("no /ResourceTypes; sending core User attributes only", zap.Error(err))
 		return caps, nil
 	}
 	for _, rt := range rts.Resources {
-		if rt.Name == "User" || rt.Endpoint == "/Users" {
+		switch {
+		case strings.EqualFold(rt.Name, "User") || rt.Endpoint == string(Users):
 			for _, e := range rt.SchemaExtensions {
 				caps.Extensions[e.Schema] = true
 			}
+		case strings.EqualFold(rt.Name, "Group") || rt.Endpoint == string(Groups):
+			g := &ResourceType{Name: rt.Name, Endpoint: Endpoint(rt.Endpoint), Schema: rt.Schema, Extensions: map[string]bool{}}
+			for _, e := range rt.SchemaExtensions {
+				g.Extensions[e.Schema] = e.Required
+			}
+			caps.Groups = g
 		}
 	}
+	var schemas struct {
+		Resources []scim.SchemaDocument `json:"Resources"`
+	}
+	if _, err := c.do(ctx, http.MethodGet, "/Schemas", nil, &schemas); err != nil {
+		c.log.Warn("no /Schemas; trusting /ResourceTypes for which attributes the target accepts", zap.Error(err))
+		return caps, nil
+	}
+	caps.Schemas = scim.IndexDocuments(scim.UserSchema, schemas.Resources)
 	return caps, nil
 }
 
 type resourceType struct {
 	Name             string `json:"name"`
 	Endpoint         string `json:"endpoint"`
+	Schema           string `json:"schema"`
 	SchemaExtensions []struct {
-		Schema string `json:"schema"`
+		Schema   string `json:"schema"`
+		Required bool   `json:"required"`
 	} `json:"schemaExtensions"`
 }
 
@@ -347,17 +434,18 @@ type listResponse struct {
 	Resources    []Doc `json:"Resources"`
 }
 
-// ListUsers pages through every user, following startIndex until totalResults or an empty page.
-func (c *Client) ListUsers(ctx context.Context, fn func(Doc) error) error {
+// List pages through every resource of ep, following startIndex until totalResults or an
+// empty page.
+func (c *Client) List(ctx context.Context, ep Endpoint, fn func(Resource) error) error {
 	start := 1
 	for {
 		var lr listResponse
-		path := fmt.Sprintf("/Users?startIndex=%d&count=%d", start, c.cfg.PageSize)
-		if err := c.do(ctx, http.MethodGet, path, nil, &lr); err != nil {
+		path := fmt.Sprintf("%s?startIndex=%d&count=%d", ep, start, c.cfg.PageSize)
+		if _, err := c.do(ctx, http.MethodGet, path, nil, &lr); err != nil {
 			return err
 		}
 		for _, d := range lr.Resources {
-			if err := fn(d); err != nil {
+			if err := fn(Resource{Doc: d, ETag: metaVersion(d)}); err != nil {
 				return err
 			}
 		}
@@ -368,19 +456,103 @@ func (c *Client) ListUsers(ctx context.Context, fn func(Doc) error) error {
 	}
 }
 
+// Find returns the resources of ep whose attr equals value (a `filter=attr eq "value"` query).
+func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]Resource, error) {
+	filter := attr + " eq " + strconv.Quote(value)
+	var lr listResponse
+	if _, err := c.do(ctx, http.MethodGet, string(ep)+"?filter="+url.QueryEscape(filter), nil, &lr); err != nil {
+		return nil, err
+	}
+	out := make([]Resource, 0, len(lr.Resources))
+	for _, d := range lr.Resources {
+		out = append(out, Resource{Doc: d, ETag: metaVersion(d)})
+	}
+	return out, nil
+}
+
+// Get reads one resource; a missing one is an *APIError with status 404.
+func (c *Client) Get(ctx context.Context, ep Endpoint, id string) (Resource, error) {
+	return c.write(ctx, http.MethodGet, ep, id, nil, "")
+}
+
+// Create POSTs doc and returns the created resource.
+func (c *Client) Create(ctx context.Context, ep Endpoint, doc Doc) (Resource, error) {
+	return c.write(ctx, http.MethodPost, ep, "", doc, "")
+}
+
+// PatchOp is one RFC 7644 PATCH operation as sent on the wire.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path,omitempty"`
+	Value any    `json:"value,omitempty"`
+}
+
+// Patch applies ops to resource id. ifMatch, when set, is sent as If-Match so a target that
+// versions resources refuses the change (412) if the resource moved on since it was read. The
+// returned resource is empty when the target answers 204.
+func (c *Client) Patch(ctx context.Context, ep Endpoint, id string, ops []PatchOp, ifMatch string) (Resource, error) {
+	body := map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": ops}
+	return c.write(ctx, http.MethodPatch, ep, id, body, ifMatch)
+}
+
+// Replace PUTs doc as resource id, for targets without PATCH.
+func (c *Client) Replace(ctx context.Context, ep Endpoint, id string, doc Doc, ifMatch string) (Resource, error) {
+	return c.write(ctx, http.MethodPut, ep, id, doc, ifMatch)
+}
+
+// Delete deletes resource id; a 404 means it is already gone, which is success.
+func (c *Client) Delete(ctx context.Context, ep Endpoint, id string, ifMatch string) error {
+	_, err := c.write(ctx, http.MethodDelete, ep, id, nil, ifMatch)
+	if IsStatus(err, http.StatusNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) write(ctx context.Context, method string, ep Endpoint, id string, body any, ifMatch string) (Resource, error) {
+	path := string(ep)
+	if id != "" {
+		path += "/" + url.PathEscape(id)
+	}
+	var out Doc
+	hdr, err := c.doIf(ctx, method, path, body, &out, ifMatch)
+	if err != nil {
+		return Resource{}, err
+	}
+	res := Resource{Doc: out, ETag: metaVersion(out)}
+	if res.ETag == "" && hdr != nil {
+		res.ETag = hdr.Get("ETag")
+	}
+	return res, nil
+}
+
+// metaVersion reads meta.version, the resource's ETag as the body carries it.
+func metaVersion(d Doc) string {
+	m, _ := d["meta"].(map[string]any)
+	v, _ := m["version"].(string)
+	return v
+}
+
+// The user-specific calls below keep the reconciler's current interface until it moves to the
+// generic resource calls above.
+
+// ListUsers pages through every user.
+func (c *Client) ListUsers(ctx context.Context, fn func(Doc) error) error {
+	return c.List(ctx, Users, func(r Resource) error { return fn(r.Doc) })
+}
+
 // FindUser looks a user up by externalId, then by userName; nil when neither matches.
 func (c *Client) FindUser(ctx context.Context, externalID, userName string) (Doc, error) {
 	for _, f := range []struct{ attr, value string }{{"externalId", externalID}, {"userName", userName}} {
 		if f.value == "" {
 			continue
 		}
-		filter := f.attr + " eq " + strconv.Quote(f.value)
-		var lr listResponse
-		if err := c.do(ctx, http.MethodGet, "/Users?filter="+url.QueryEscape(filter), nil, &lr); err != nil {
+		found, err := c.Find(ctx, Users, f.attr, f.value)
+		if err != nil {
 			return nil, err
 		}
-		if len(lr.Resources) > 0 {
-			return lr.Resources[0], nil
+		if len(found) > 0 {
+			return found[0].Doc, nil
 		}
 	}
 	return nil, nil
@@ -388,34 +560,23 @@ func (c *Client) FindUser(ctx context.Context, externalID, userName string) (Doc
 
 // CreateUser POSTs doc and returns the created resource.
 func (c *Client) CreateUser(ctx context.Context, doc Doc) (Doc, error) {
-	var out Doc
-	err := c.do(ctx, http.MethodPost, "/Users", doc, &out)
-	return out, err
-}
-
-// PatchOp is one RFC 7644 PATCH operation.
-type PatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path,omitempty"`
-	Value any    `json:"value,omitempty"`
+	r, err := c.Create(ctx, Users, doc)
+	return r.Doc, err
 }
 
 // PatchUser applies ops to user id.
 func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp) error {
-	body := map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": ops}
-	return c.do(ctx, http.MethodPatch, "/Users/"+url.PathEscape(id), body, nil)
+	_, err := c.Patch(ctx, Users, id, ops, "")
+	return err
 }
 
 // ReplaceUser PUTs doc as user id, for targets without PATCH.
 func (c *Client) ReplaceUser(ctx context.Context, id string, doc Doc) error {
-	return c.do(ctx, http.MethodPut, "/Users/"+url.PathEscape(id), doc, nil)
+	_, err := c.Replace(ctx, Users, id, doc, "")
+	return err
 }
 
 // DeleteUser deletes user id; a 404 means it is already gone, which is success.
 func (c *Client) DeleteUser(ctx context.Context, id string) error {
-	err := c.do(ctx, http.MethodDelete, "/Users/"+url.PathEscape(id), nil, nil)
-	if IsStatus(err, http.StatusNotFound) {
-		return nil
-	}
-	return err
+	return c.Delete(ctx, Users, id, "")
 }

@@ -135,8 +135,12 @@ func TestClientAgainstServer(t *testing.T) {
 	c, _ := testClient(t, startServer(t))
 	ctx := context.Background()
 	caps, err := c.Discover(ctx)
-	if err != nil || !caps.Patch || !caps.Extensions[scim.ScimsyncSchema] || !caps.Extensions[scim.EnterpriseSchema] {
+	if err != nil || !caps.Patch || !caps.ETag || !caps.Extensions[scim.ScimsyncSchema] || !caps.Extensions[scim.EnterpriseSchema] {
 		t.Fatalf("caps %+v err %v", caps, err)
+	}
+	if caps.Groups == nil || caps.Groups.Endpoint != Groups || caps.Schemas == nil ||
+		!caps.Declares(scim.ScimsyncSchema, "ldapUserDN", "") || !caps.Declares("", "name", "givenName") {
+		t.Fatalf("discovery of resource types and schemas: %+v", caps)
 	}
 	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
 		if _, err := c.CreateUser(ctx, userBody(n, "ext-"+n)); err != nil {
@@ -160,8 +164,16 @@ func TestClientAgainstServer(t *testing.T) {
 		t.Fatalf("by userName: %v %v", d, err)
 	}
 	id := d["id"].(string)
-	if err := c.PatchUser(ctx, id, []PatchOp{{Op: "replace", Path: "active", Value: false}}); err != nil {
-		t.Fatal(err)
+	got, err := c.Get(ctx, Users, id)
+	if err != nil || got.ETag == "" {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if _, err := c.Patch(ctx, Users, id, []PatchOp{{Op: "replace", Path: "title", Value: "x"}}, `W/"999"`); !IsStatus(err, 412) {
+		t.Fatalf("a stale If-Match must be refused with 412: %v", err)
+	}
+	patched, err := c.Patch(ctx, Users, id, []PatchOp{{Op: "replace", Path: "active", Value: false}}, got.ETag)
+	if err != nil || patched.ETag == "" || patched.ETag == got.ETag {
+		t.Fatalf("patch with the current version: %+v %v", patched, err)
 	}
 	if err := c.DeleteUser(ctx, id); err != nil {
 		t.Fatal(err)
