@@ -481,11 +481,7 @@ func (c *Client) Create(ctx context.Context, ep Endpoint, doc Doc) (Resource, er
 }
 
 // PatchOp is one RFC 7644 PATCH operation as sent on the wire.
-type PatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path,omitempty"`
-	Value any    `json:"value,omitempty"`
-}
+type PatchOp = scim.PatchOp
 
 // Patch applies ops to resource id. ifMatch, when set, is sent as If-Match so a target that
 // versions resources refuses the change (412) if the resource moved on since it was read. The
