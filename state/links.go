@@ -10,28 +10,52 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Origin says how the sync came to own a target user.
+// Origin says how the sync came to own a target resource.
 type Origin string
 
 const (
-	// OriginCreated: the sync created the user on the target.
+	// OriginCreated: the sync created the resource on the target.
 	OriginCreated Origin = "created"
-	// OriginAdopted: the user existed on the target and the sync took it over.
+	// OriginAdopted: the resource existed on the target and the sync took it over.
 	OriginAdopted Origin = "adopted"
 )
 
-// Link ties a directory user (by its stable id) to the target user the sync owns.
+// LinkKind is the kind of resource a link ties: users and groups are kept apart.
+type LinkKind string
+
+// The kinds of links.
+const (
+	LinkUser  LinkKind = "user"
+	LinkGroup LinkKind = "group"
+)
+
+// Link ties a directory entry (by its stable id) to the target resource the sync owns.
 type Link struct {
-	ExternalID string    `json:"externalId"`
-	TargetID   string    `json:"targetId"`
-	UserName   string    `json:"userName"`
-	DN         string    `json:"dn"`
-	Hash       string    `json:"hash"` // of the attributes last pushed
-	Origin     Origin    `json:"origin"`
+	ExternalID string `json:"externalId"`
+	TargetID   string `json:"targetId"`
+	UserName   string `json:"userName"` // the resource's name: userName, or a group's displayName
+	DN         string `json:"dn"`
+	// SourceUUID is the entry's UUID as the directory's delta mechanism names it (syncrepl's
+	// entryUUID), when it differs from ExternalID; deletes arrive by it.
+	SourceUUID string `json:"sourceUUID,omitempty"`
+	Hash       string `json:"hash"` // of the values last applied to the target
+	Origin     Origin `json:"origin"`
+	// Members are the target ids of a group's members as last applied (groups only).
+	Members    []string  `json:"members,omitempty"`
 	DisabledAt time.Time `json:"disabledAt,omitzero"` // set while deprovisioned-but-not-deleted
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
 }
+
+// linkBuckets names the buckets of one kind's links and their indexes.
+type linkBuckets struct{ links, names, targets, uuids []byte }
+
+var linkSets = map[LinkKind]linkBuckets{
+	LinkUser:  {[]byte("links"), []byte("link_names"), []byte("link_targets"), []byte("link_uuids")},
+	LinkGroup: {[]byte("group_links"), []byte("group_link_names"), []byte("group_link_targets"), []byte("group_link_uuids")},
+}
+
+func nameKey(name string) []byte { return []byte(strings.ToLower(name)) }
 
 // Mode is a user's managementMode.
 type Mode string
@@ -61,18 +85,104 @@ type Override struct {
 	SetAt    time.Time `json:"setAt"`
 }
 
-// Links returns every link by externalId.
+// View answers lookups from one consistent snapshot of the state file.
+type View struct {
+	tx *bolt.Tx // nil: a read-only view of a missing file, where everything is empty
+}
+
+// View runs fn over a read-only snapshot. Lookups are cheap (no copy of the whole file); what
+// they return is copied out of the snapshot.
+func (s *Store) View(fn func(v *View) error) error {
+	if s.db == nil {
+		return fn(&View{})
+	}
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&View{tx: tx}) })
+}
+
+func (v *View) bucket(name []byte) *bolt.Bucket {
+	if v.tx == nil {
+		return nil
+	}
+	return v.tx.Bucket(name)
+}
+
+// Link returns the link of externalID.
+func (v *View) Link(kind LinkKind, externalID string) (Link, bool, error) {
+	b := v.bucket(linkSets[kind].links)
+	if b == nil {
+		return Link{}, false, nil
+	}
+	raw := b.Get([]byte(externalID))
+	if raw == nil {
+		return Link{}, false, nil
+	}
+	var l Link
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return Link{}, false, fmt.Errorf("state: %s link %q: %w", kind, externalID, err)
+	}
+	return l, true, nil
+}
+
+func (v *View) byIndex(kind LinkKind, index []byte, key []byte) (Link, bool, error) {
+	b := v.bucket(index)
+	if b == nil {
+		return Link{}, false, nil
+	}
+	ext := b.Get(key)
+	if ext == nil {
+		return Link{}, false, nil
+	}
+	return v.Link(kind, string(ext))
+}
+
+// LinkByName returns the link whose name (userName, group displayName) is name, ignoring case.
+func (v *View) LinkByName(kind LinkKind, name string) (Link, bool, error) {
+	return v.byIndex(kind, linkSets[kind].names, nameKey(name))
+}
+
+// LinkByTarget returns the link to target resource id.
+func (v *View) LinkByTarget(kind LinkKind, id string) (Link, bool, error) {
+	return v.byIndex(kind, linkSets[kind].targets, []byte(id))
+}
+
+// LinkByUUID returns the link whose source entry has the given UUID.
+func (v *View) LinkByUUID(kind LinkKind, uuid string) (Link, bool, error) {
+	if l, ok, err := v.byIndex(kind, linkSets[kind].uuids, []byte(uuid)); ok || err != nil {
+		return l, ok, err
+	}
+	return v.Link(kind, uuid) // the common case: the UUID is the external id
+}
+
+// ForEachLink calls fn with every link of kind, in externalId order.
+func (v *View) ForEachLink(kind LinkKind, fn func(Link) error) error {
+	b := v.bucket(linkSets[kind].links)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, raw []byte) error {
+		var l Link
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return fmt.Errorf("state: %s link %q: %w", kind, k, err)
+		}
+		return fn(l)
+	})
+}
+
+// CountLinks is how many links of kind exist.
+func (v *View) CountLinks(kind LinkKind) int {
+	b := v.bucket(linkSets[kind].links)
+	if b == nil {
+		return 0
+	}
+	return b.Stats().KeyN
+}
+
+// Links returns every user link by externalId. It holds them all in memory: for status and
+// tests, not for runs over large directories (use View).
 func (s *Store) Links() (map[string]Link, error) {
 	out := map[string]Link{}
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLinks).ForEach(func(k, v []byte) error {
-			var l Link
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("link %q: %w", k, err)
-			}
-			out[string(k)] = l
-			return nil
-		})
+	err := s.View(func(v *View) error {
+		return v.ForEachLink(LinkUser, func(l Link) error { out[l.ExternalID] = l; return nil })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state: read links: %w", err)
@@ -125,6 +235,7 @@ func (s *Store) Overrides() (map[string]Override, error) {
 // Change is one entry of a run's change log.
 type Change struct {
 	At         time.Time         `json:"at"`
+	Kind       LinkKind          `json:"kind,omitempty"` // empty in version-1 files: a user
 	Action     string            `json:"action"`
 	ExternalID string            `json:"externalId"`
 	UserName   string            `json:"userName"`
@@ -134,33 +245,149 @@ type Change struct {
 	New        map[string]string `json:"new,omitempty"`
 }
 
-// Commit records one target write in a single transaction: the link as it now stands (or its
-// removal when forget is set) and the change-log entry. Called right after each successful
-// write, so a run killed at any point leaves state that matches the target.
-func (s *Store) Commit(runID uint64, link Link, forget bool, ch Change) error {
+// Commit is one target write's record: the link as it now stands (or its removal), the
+// change-log entry, and the end of the write's intent.
+type Commit struct {
+	Kind   LinkKind
+	Link   Link
+	Forget bool    // the resource is gone (or no longer ours): drop the link
+	Change *Change // nil: nothing for the change log (a state-only refresh)
+}
+
+// CommitBatch records several target writes in one transaction (one fsync): each link with its
+// indexes, each change-log entry under runID (0: none), and the removal of each write's intent.
+func (s *Store) CommitBatch(runID uint64, commits []Commit) error {
+	if len(commits) == 0 {
+		return nil
+	}
 	err := s.update(func(tx *bolt.Tx) error {
-		links := tx.Bucket(bucketLinks)
-		if forget {
-			if err := links.Delete([]byte(link.ExternalID)); err != nil {
+		for _, c := range commits {
+			if err := commitOne(tx, runID, c); err != nil {
 				return err
 			}
-		} else if err := putJSON(links, []byte(link.ExternalID), link); err != nil {
-			return err
 		}
-		if runID == 0 {
-			return nil
-		}
-		changes := tx.Bucket(bucketChanges)
-		seq, err := changes.NextSequence()
-		if err != nil {
-			return err
-		}
-		return putJSON(changes, append(be64(runID), be64(seq)...), ch)
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("state: commit %s of %q: %w", ch.Action, link.ExternalID, err)
+		return fmt.Errorf("state: commit %d writes: %w", len(commits), err)
 	}
 	return nil
+}
+
+// Commit records one target write (a batch of one).
+func (s *Store) Commit(runID uint64, link Link, forget bool, ch Change) error {
+	return s.CommitBatch(runID, []Commit{{Kind: LinkUser, Link: link, Forget: forget, Change: &ch}})
+}
+
+func commitOne(tx *bolt.Tx, runID uint64, c Commit) error {
+	kind := c.Kind
+	if kind == "" {
+		kind = LinkUser
+	}
+	set := linkSets[kind]
+	links := tx.Bucket(set.links)
+	key := []byte(c.Link.ExternalID)
+	if raw := links.Get(key); raw != nil {
+		var old Link
+		if err := json.Unmarshal(raw, &old); err != nil {
+			return fmt.Errorf("%s link %q: %w", kind, c.Link.ExternalID, err)
+		}
+		if err := unindex(tx, set, old); err != nil {
+			return err
+		}
+	}
+	if c.Forget {
+		if err := links.Delete(key); err != nil {
+			return err
+		}
+	} else {
+		if err := putJSON(links, key, c.Link); err != nil {
+			return err
+		}
+		if err := index(tx, set, c.Link); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketIntents).Delete(intentKey(kind, c.Link.ExternalID)); err != nil {
+		return err
+	}
+	if runID == 0 || c.Change == nil {
+		return nil
+	}
+	ch := *c.Change
+	ch.Kind = kind
+	changes := tx.Bucket(bucketChanges)
+	seq, err := changes.NextSequence()
+	if err != nil {
+		return err
+	}
+	return putJSON(changes, append(be64(runID), be64(seq)...), ch)
+}
+
+// index adds l to its kind's indexes. A name or target id another link holds is taken over:
+// the newest commit is what the target holds now.
+func index(tx *bolt.Tx, set linkBuckets, l Link) error {
+	ext := []byte(l.ExternalID)
+	if l.UserName != "" {
+		if err := tx.Bucket(set.names).Put(nameKey(l.UserName), ext); err != nil {
+			return err
+		}
+	}
+	if l.TargetID != "" {
+		if err := tx.Bucket(set.targets).Put([]byte(l.TargetID), ext); err != nil {
+			return err
+		}
+	}
+	if l.SourceUUID != "" && l.SourceUUID != l.ExternalID {
+		if err := tx.Bucket(set.uuids).Put([]byte(l.SourceUUID), ext); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unindex removes l's index entries that still point at it.
+func unindex(tx *bolt.Tx, set linkBuckets, l Link) error {
+	ext := []byte(l.ExternalID)
+	for _, e := range []struct {
+		bucket []byte
+		key    []byte
+	}{{set.names, nameKey(l.UserName)}, {set.targets, []byte(l.TargetID)}, {set.uuids, []byte(l.SourceUUID)}} {
+		if len(e.key) == 0 {
+			continue
+		}
+		b := tx.Bucket(e.bucket)
+		if bytes.Equal(b.Get(e.key), ext) {
+			if err := b.Delete(e.key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// migrateLinkIndexes is migration 1 -> 2: the new buckets, and indexes of the existing links.
+func migrateLinkIndexes(tx *bolt.Tx) error {
+	for _, set := range linkSets {
+		for _, b := range [][]byte{set.links, set.names, set.targets, set.uuids} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+	}
+	for _, b := range [][]byte{bucketIntents, bucketCursors} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	set := linkSets[LinkUser]
+	return tx.Bucket(set.links).ForEach(func(k, raw []byte) error {
+		var l Link
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return fmt.Errorf("link %q: %w", k, err)
+		}
+		return index(tx, set, l)
+	})
 }
 
 // Changes returns the change log of one run, in order.

@@ -1,15 +1,24 @@
 // Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
 // project imports bbolt.
 //
-// Layout (schema version 1); every value is JSON, copied out of its transaction:
+// Layout (schema version 2); every value is JSON, copied out of its transaction:
 //
-//	meta          "schema_version" -> decimal string
-//	links         externalId -> Link            what the sync created or adopted on the target
-//	overrides     lower(userName) -> Override   administrator's managementMode overrides
-//	runs          be64(run id) -> Run           run history, oldest first
-//	changes       be64(run id) be64(seq) -> Change   per-run change log (old -> new)
-//	scim_users    id -> resource JSON           the built-in SCIM server's users
-//	scim_groups   id -> resource JSON           … and groups
+//	meta                "schema_version" -> decimal string
+//	links               externalId -> Link        users the sync created or adopted on the target
+//	link_names          lower(userName) -> externalId      index of links
+//	link_targets        target id -> externalId            index of links
+//	link_uuids          source entry UUID -> externalId    index of links (syncrepl deletes)
+//	group_links         externalId -> Link        groups the sync created or adopted (v2)
+//	group_link_names    lower(displayName) -> externalId   … and their indexes
+//	group_link_targets  target id -> externalId
+//	group_link_uuids    source entry UUID -> externalId
+//	intents             kind 0x00 externalId -> Intent   writes sent but not yet recorded (v2)
+//	cursors             kind -> Cursor             where the next directory delta starts (v2)
+//	overrides           lower(userName) -> Override   administrator's managementMode overrides
+//	runs                be64(run id) -> Run           run history, oldest first
+//	changes             be64(run id) be64(seq) -> Change   per-run change log (old -> new)
+//	scim_users          id -> resource JSON           the built-in SCIM server's users
+//	scim_groups         id -> resource JSON           … and groups
 package state
 
 import (
@@ -26,7 +35,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Files from a newer build are refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -115,6 +124,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 -> 2: link indexes (by name, target id, source UUID), group links, the intent journal and
+	// directory cursors. The indexes of existing links are built from them.
+	migrateLinkIndexes,
 }
 
 func (s *Store) checkSchema() error {

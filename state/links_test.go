@@ -1,0 +1,155 @@
+package state
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestMigrationFromVersion1IndexesExistingLinks writes a file as version 1 left it and opens it.
+func TestMigrationFromVersion1IndexesExistingLinks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrations[0](tx); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keySchema, []byte("1")); err != nil {
+			return err
+		}
+		raw, _ := json.Marshal(Link{ExternalID: "e1", TargetID: "t1", UserName: "Alice", Origin: OriginCreated})
+		return tx.Bucket([]byte("links")).Put([]byte("e1"), raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.View(func(v *View) error {
+		for name, get := range map[string]func() (Link, bool, error){
+			"by name":   func() (Link, bool, error) { return v.LinkByName(LinkUser, "ALICE") },
+			"by target": func() (Link, bool, error) { return v.LinkByTarget(LinkUser, "t1") },
+			"by uuid":   func() (Link, bool, error) { return v.LinkByUUID(LinkUser, "e1") },
+		} {
+			l, ok, err := get()
+			if err != nil || !ok || l.ExternalID != "e1" {
+				t.Errorf("%s after migration: %+v %v %v", name, l, ok, err)
+			}
+		}
+		if n := v.CountLinks(LinkGroup); n != 0 {
+			t.Errorf("%d group links", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCommitBatchKeepsIndexesAndClearsIntents(t *testing.T) {
+	s, _ := openTemp(t)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := s.PutIntents([]Intent{{Kind: LinkUser, Action: "create", ExternalID: "e1", Name: "alice", At: at},
+		{Kind: LinkGroup, Action: "create", ExternalID: "g1", Name: "staff", At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := s.BeginRun(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := Link{ExternalID: "e1", TargetID: "t1", UserName: "alice", SourceUUID: "u1", Origin: OriginCreated}
+	if err := s.CommitBatch(run, []Commit{
+		{Kind: LinkUser, Link: alice, Change: &Change{Action: "create", ExternalID: "e1", UserName: "alice"}},
+		{Kind: LinkUser, Link: Link{ExternalID: "e2", TargetID: "t2", UserName: "bob"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// alice renamed and re-pointed; bob forgotten
+	renamed := alice
+	renamed.UserName, renamed.TargetID = "alice.smith", "t9"
+	if err := s.CommitBatch(run, []Commit{{Kind: LinkUser, Link: renamed}, {Kind: LinkUser, Link: Link{ExternalID: "e2"}, Forget: true}}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(func(v *View) error {
+		if _, ok, _ := v.LinkByName(LinkUser, "alice"); ok {
+			t.Error("the old name still finds the link")
+		}
+		if l, ok, _ := v.LinkByName(LinkUser, "Alice.Smith"); !ok || l.TargetID != "t9" {
+			t.Errorf("new name: %+v %v", l, ok)
+		}
+		if _, ok, _ := v.LinkByTarget(LinkUser, "t1"); ok {
+			t.Error("the old target id still finds the link")
+		}
+		if l, ok, _ := v.LinkByUUID(LinkUser, "u1"); !ok || l.ExternalID != "e1" {
+			t.Errorf("by uuid: %+v %v", l, ok)
+		}
+		for _, k := range []string{"bob"} {
+			if _, ok, _ := v.LinkByName(LinkUser, k); ok {
+				t.Errorf("forgotten %s still indexed", k)
+			}
+		}
+		if _, ok, _ := v.LinkByTarget(LinkUser, "t2"); ok {
+			t.Error("forgotten target still indexed")
+		}
+		users, _ := v.Intents(LinkUser)
+		groups, _ := v.Intents(LinkGroup)
+		if len(users) != 0 || len(groups) != 1 || groups[0].Name != "staff" {
+			t.Errorf("intents after commit: users %+v groups %+v", users, groups)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := s.Changes(run)
+	if err != nil || len(changes) != 1 || changes[0].Kind != LinkUser {
+		t.Fatalf("change log: %+v %v", changes, err)
+	}
+	if err := s.ClearIntents(LinkGroup, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(v *View) error {
+		if in, _ := v.Intents(LinkGroup); len(in) != 0 {
+			t.Errorf("cleared intents remain: %+v", in)
+		}
+		return nil
+	})
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	s, _ := openTemp(t)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	want := Cursor{Data: json.RawMessage(`{"mechanism":"syncrepl","cookie":"AQI="}`), FullAt: at, UpdatedAt: at}
+	if err := s.SetCursor(LinkUser, want); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(v *View) error {
+		got, ok, err := v.Cursor(LinkUser)
+		if err != nil || !ok || string(got.Data) != string(want.Data) || !got.FullAt.Equal(at) {
+			t.Errorf("cursor: %+v %v %v", got, ok, err)
+		}
+		if _, ok, _ := v.Cursor(LinkGroup); ok {
+			t.Error("group cursor from nowhere")
+		}
+		return nil
+	})
+	if err := s.ClearCursor(LinkUser); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(v *View) error {
+		if _, ok, _ := v.Cursor(LinkUser); ok {
+			t.Error("cleared cursor remains")
+		}
+		return nil
+	})
+}
