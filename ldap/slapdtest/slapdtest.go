@@ -256,10 +256,11 @@ func (s *Server) Modify(tb TB, ldif string) {
 }
 
 // Add adds the entries of a content LDIF (as Person and the group helpers render) online,
-// through the overlays.
+// through the overlays. The relax control lets the administrator keep the entryUUID the LDIF
+// gives, so a test knows the UUID a delta will report.
 func (s *Server) Add(tb TB, ldif string) {
 	tb.Helper()
-	cmd := exec.Command("ldapadd", "-x", "-H", s.URL, "-D", AdminDN, "-w", AdminPW)
+	cmd := exec.Command("ldapadd", "-e", "relax", "-x", "-H", s.URL, "-D", AdminDN, "-w", AdminPW)
 	cmd.Stdin = strings.NewReader(ldif)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("slapdtest: ldapadd: %v\n%s", err, out)
