@@ -38,11 +38,25 @@ func (r *reader) dirsync(ctx context.Context, cur *Cursor) (ReadResult, error) {
 		return ReadResult{}, fmt.Errorf("ldap: DirSync: no naming context of the server holds %q", r.q.BaseDN)
 	}
 	why := r.unusable(cur, DeltaDirSync, server)
+	if r.auto && cur != nil && cur.Mechanism == DeltaUSN && r.unusable(cur, DeltaUSN, server) == "" {
+		// DirSync was not permitted when this cursor was made: go on with uSNChanged rather than
+		// probe DirSync (and read everything) on every run; a full read tries DirSync again
+		return r.usn(ctx, cur, "")
+	}
 	if why == "" {
 		res, err := r.dirsyncDelta(ctx, nc, cur.Cookie)
 		switch {
 		case err == nil:
 			res.Cursor.Server, res.Cursor.Fingerprint = server, r.fp
+			// Samba returns deleted objects through DirSync only to accounts that may list
+			// CN=Deleted Objects, even when they hold Replicating Directory Changes
+			visible, err := r.tombstonesVisible(ctx, nc)
+			if err != nil {
+				return ReadResult{}, err
+			}
+			if !visible {
+				res.Deletes, res.Warning = false, deletedObjectsWarning
+			}
 			return res, nil
 		case notPermitted(err):
 			return r.dirsyncDenied(ctx, cur, err)
@@ -309,8 +323,7 @@ func (r *reader) usn(ctx context.Context, cur *Cursor, prior string) (ReadResult
 	}
 	res := ReadResult{Mechanism: DeltaUSN, Deletes: visible, Cursor: cursor, Fallback: prior}
 	if !visible {
-		res.Warning = "the bind account cannot see deleted objects (CN=Deleted Objects), or none exist yet: " +
-			"deletions in this delta are unknown until the next full read"
+		res.Warning = deletedObjectsWarning
 	}
 	return res, nil
 }
@@ -333,6 +346,9 @@ func (r *reader) tombstonesVisible(ctx context.Context, nc string) (bool, error)
 	}
 	return false, failed("look for deleted objects under "+nc, err)
 }
+
+const deletedObjectsWarning = "the bind account cannot list deleted objects (CN=Deleted Objects), or none exist yet: " +
+	"deletions may be missing from this delta until the next full read"
 
 // errStop ends a search early on purpose.
 var errStop = errors.New("stop")
