@@ -236,6 +236,10 @@ func provision(seed string) (*DC, error) {
 func (dc *DC) conf() string { return filepath.Join(dc.dir, "etc", "smb.conf") }
 
 func (dc *DC) start() error {
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:389", time.Second); err == nil {
+		_ = c.Close()
+		return errors.New("port 389 on 127.0.0.1 is taken by another process (a system slapd or samba?): the test DC needs it")
+	}
 	cmd := exec.Command("samba", "-F", "-s", dc.conf())
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
