@@ -121,5 +121,8 @@ func ParseGeneralizedTime(s string) (time.Time, error) {
 	if t.Day() != f[2] && f[5] != 60 {
 		return bad("no such day")
 	}
+	if u := t.UTC(); u.Year() < 1 || u.Year() > 9999 {
+		return bad("outside the years 0001–9999 in UTC")
+	}
 	return t.UTC(), nil
 }
