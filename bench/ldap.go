@@ -132,6 +132,24 @@ func benchLDAP(tb *benchTB, args []string) error {
 		return fmt.Errorf("ldapsearch -E sync=ro returned %d entries, want %d", deltaLS.entries, modified+added)
 	}
 
+	// one user on demand (sync --user): a targeted search by uid, and ByIDs for one entryUUID
+	target := fmt.Sprintf("user%06d", *n/2)
+	lookupOurs, err := median("scimsync targeted search", 1, func() (measured, error) { return ours("user:" + target) })
+	if err != nil {
+		return err
+	}
+	byIDOurs, err := median("scimsync ByIDs", 1, func() (measured, error) { return ours("id:" + slapdtest.UUID(*n/2)) })
+	if err != nil {
+		return err
+	}
+	lookupLS, err := median("ldapsearch targeted", 1, func() (measured, error) {
+		return child(exec.Command("ldapsearch", "-x", "-LLL", "-H", ds.URL, "-D", slapdtest.AdminDN, "-w", slapdtest.AdminPW, "-b", slapdtest.People,
+			"(&"+benchFilter+"(uid="+target+"))", "uid", "cn", "sn", "givenName", "mail", "entryUUID"))
+	})
+	if err != nil {
+		return err
+	}
+
 	fmt.Printf("scimsync ldap: %d inetOrgPerson entries in slapd (memberof, ppolicy, syncprov), loopback\n", *n)
 	fmt.Printf("attributes: %s + entryUUID; median of %d runs, peak RSS the largest; each reader a child process\n\n", strings.Join(benchAttrs, " "), *reps)
 	fmt.Printf("%-34s %10s %10s %10s %12s %12s\n", "read", "scimsync", "ldapsearch", "ratio", "RSS scimsync", "RSS ldapsrch")
@@ -141,6 +159,8 @@ func benchLDAP(tb *benchTB, args []string) error {
 	}
 	row(fmt.Sprintf("full read, %d entries", *n), fullOurs, fullLS)
 	row(fmt.Sprintf("syncrepl delta, %d changes", changes), deltaOurs, deltaLS)
+	row("one user: Search (uid=…)", lookupOurs, lookupLS)
+	row("one user: ByIDs (entryUUID)", byIDOurs, lookupLS)
 	fmt.Printf("\nfull read: scimsync Read without a cursor (one syncrepl refresh that also returns the cookie); ldapsearch -E pr=1000/noprompt\n")
 	fmt.Printf("delta: %d modified, %d deleted, %d added; scimsync Read(cursor) vs ldapsearch -E sync=ro/<same cookie>\n", modified, deleted, added)
 	return nil
@@ -204,7 +224,7 @@ func child(cmd *exec.Cmd) (measured, error) {
 // ldapRead is the child side: one Read, full (storing the cursor) or from the stored cursor.
 func ldapRead(args []string) error {
 	if len(args) != 3 {
-		return errors.New("usage: ldap-read URL full|delta CURSORFILE")
+		return errors.New("usage: ldap-read URL full|delta|user:UID|id:UUID CURSORFILE")
 	}
 	url, mode, cursorFile := args[0], args[1], args[2]
 	cfg := ldap.DefaultConfig()
@@ -227,6 +247,16 @@ func ldapRead(args []string) error {
 		cur = &dc
 	}
 	n := 0
+	if uid, ok := strings.CutPrefix(mode, "user:"); ok {
+		err := c.Search(context.Background(), c.UserQuery(benchAttrs), "(uid="+ldap.EscapeFilter(uid)+")", func(ldap.Entry) error { n++; return nil })
+		fmt.Printf("entries=%d\n", n)
+		return err
+	}
+	if id, ok := strings.CutPrefix(mode, "id:"); ok {
+		err := c.ByIDs(context.Background(), c.UserQuery(benchAttrs), []string{id}, func(ldap.Entry) error { n++; return nil })
+		fmt.Printf("entries=%d\n", n)
+		return err
+	}
 	res, err := c.Read(context.Background(), c.UserQuery(benchAttrs), cur, func(ch ldap.Change) error {
 		n++
 		return nil
