@@ -1,8 +1,23 @@
 // Package ldap reads users and groups from a directory: dial, TLS, bind and paged search over
 // go-ldap, or an LDIF file for offline previews and the demo. Entries come out streamed, one at
-// a time. Read delivers what changed since a cursor, with the delta mechanism the server offers:
-// RFC 4533 syncrepl (OpenLDAP, 389-DS, FreeIPA), DirSync or uSNChanged (Active Directory, Samba),
-// or modifyTimestamp with an overlap window (anything else).
+// a time.
+//
+// Read delivers what changed since a cursor, with the delta mechanism the server offers
+// (ldap.delta: auto picks from the root DSE's supportedControl):
+//   - syncrepl: RFC 4533 refreshOnly with a cookie (OpenLDAP with the syncprov overlay, 389-DS,
+//     FreeIPA). Deletions, renames, moves out of the base and entries leaving the filter arrive
+//     from the server's session log; when the log cannot cover the gap the server answers with a
+//     present phase and the read is Full.
+//   - dirsync: AD's DirSync control. The bind account needs the "Replicating Directory Changes"
+//     right on the domain (Windows: delegate it on the domain root; Samba: samba-tool dsacl set
+//     --car=get-changes). Without it, auto falls back to usn and says why.
+//   - usn: uSNChanged against the DC's highestCommittedUSN, deletions through the show-deleted
+//     control (the account must be allowed to list CN=Deleted Objects to see them).
+//   - timestamp: modifyTimestamp with an overlap window (ldap.timestamp_overlap); it does not see
+//     deletions, so the caller's periodic full read must.
+//
+// Every cursor is pinned to the server that issued it and to a fingerprint of what was read; a
+// cursor that does not fit gives a full read, with the reason in ReadResult.Fallback.
 package ldap
 
 import (

@@ -171,8 +171,17 @@ func failed(what string, err error) error {
 	if errors.Is(err, ErrPartial) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("ldap: %s: %w", what, err)
 	}
-	if goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded,
-		goldap.LDAPResultAdminLimitExceeded, goldap.ErrorNetwork) {
+	var le *goldap.Error
+	var ce callerError
+	switch {
+	case errors.As(err, &ce):
+		return err
+	case goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded,
+		goldap.LDAPResultAdminLimitExceeded, goldap.ErrorNetwork):
+		return fmt.Errorf("ldap: %s: %w: %w", what, ErrPartial, err)
+	case !errors.As(err, &le):
+		// not a result from the server: the connection broke (EOF, reset) or a packet did not
+		// decode, somewhere in the middle of the stream
 		return fmt.Errorf("ldap: %s: %w: %w", what, ErrPartial, err)
 	}
 	return fmt.Errorf("ldap: %s: %w", what, err)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 	Groups   = "ou=groups," + Suffix
 	AdminDN  = "cn=admin," + Suffix
 	AdminPW  = "test-admin-secret"
+	// ReaderDN is an ordinary account (the administrator is exempt from limits).
+	ReaderDN = "cn=reader," + Suffix
+	ReaderPW = "test-reader-secret"
 	slapdBin = "/usr/sbin/slapd"
 )
 
@@ -41,6 +45,9 @@ type Options struct {
 	// SessionLog is syncprov-sessionlog, the number of changes syncrepl can replay as a
 	// delete phase; beyond it the provider falls back to a present phase. 0 means 100000.
 	SessionLog int
+	// SizeLimit, when > 0, caps what ordinary accounts (ReaderDN) get from one search, paged or
+	// not, as a server administrator's limits would.
+	SizeLimit int
 }
 
 // Server is a running slapd.
@@ -114,7 +121,7 @@ func StartWith(tb TB, seed string, opt Options) *Server {
 	if opt.SessionLog == 0 {
 		opt.SessionLog = 100000
 	}
-	text := slapdConf(dir, db, opt.SessionLog)
+	text := slapdConf(dir, db, opt.SessionLog, opt.SizeLimit)
 	var caFile string
 	if opt.TLS {
 		ca, cert, key, err := Certificates(dir)
@@ -129,8 +136,9 @@ func StartWith(tb TB, seed string, opt Options) *Server {
 	}
 	base := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"+
 		"dn: %s\nobjectClass: organizationalUnit\nou: people\n\ndn: %s\nobjectClass: organizationalUnit\nou: moved\n\n"+
-		"dn: %s\nobjectClass: organizationalUnit\nou: groups\n\n",
-		Suffix, People, Moved, Groups)
+		"dn: %s\nobjectClass: organizationalUnit\nou: groups\n\n"+
+		"dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n",
+		Suffix, People, Moved, Groups, ReaderDN, ReaderPW)
 	// -w writes the contextCSN, so syncrepl has a state to start from before the first change
 	add := exec.Command(findSlapadd(), "-q", "-w", "-f", conf)
 	add.Stdin = strings.NewReader(base + seed)
@@ -180,6 +188,23 @@ func (s *Server) run(tb TB) {
 	}
 }
 
+// Pause stops slapd without ending it (SIGSTOP): connections stay open and nothing answers,
+// as with a hung server. Resume undoes it.
+func (s *Server) Pause(tb TB) {
+	tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		tb.Fatalf("slapdtest: pause: %v", err)
+	}
+}
+
+// Resume lets a paused slapd run again.
+func (s *Server) Resume(tb TB) {
+	tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		tb.Fatalf("slapdtest: resume: %v", err)
+	}
+}
+
 // Restart stops slapd and starts it again on the same data and the same URLs, as after a
 // reboot: what syncprov keeps only in memory (its session log) is gone, the database is not.
 func (s *Server) Restart(tb TB) {
@@ -188,7 +213,11 @@ func (s *Server) Restart(tb TB) {
 	s.run(tb)
 }
 
-func slapdConf(dir, db string, sessionLog int) string {
+func slapdConf(dir, db string, sessionLog, sizeLimit int) string {
+	limits := "limits * size=unlimited size.pr=unlimited time=unlimited"
+	if sizeLimit > 0 {
+		limits = fmt.Sprintf("limits users size.soft=%[1]d size.hard=%[1]d size.pr=noEstimate size.prtotal=%[1]d time=unlimited", sizeLimit)
+	}
 	return fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
@@ -210,13 +239,13 @@ index objectClass eq
 index entryUUID eq
 index entryCSN eq
 index uid eq
-limits * size=unlimited size.pr=unlimited time=unlimited
+%s
 overlay memberof
 overlay ppolicy
 overlay syncprov
 syncprov-checkpoint 100 1
 syncprov-sessionlog %d
-`, dir, Suffix, AdminDN, AdminPW, db, sessionLog)
+`, dir, Suffix, AdminDN, AdminPW, db, limits, sessionLog)
 }
 
 func freePort() (int, error) {
@@ -233,6 +262,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot handle SIGINT
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
