@@ -26,12 +26,12 @@ import (
 
 // Suffix and credentials of the test directory.
 const (
-	Suffix   = "dc=example,dc=org"
-	People   = "ou=people," + Suffix
-	Moved    = "ou=moved," + Suffix
-	Groups   = "ou=groups," + Suffix
-	AdminDN  = "cn=admin," + Suffix
-	AdminPW  = "test-admin-secret"
+	Suffix  = "dc=example,dc=org"
+	People  = "ou=people," + Suffix
+	Moved   = "ou=moved," + Suffix
+	Groups  = "ou=groups," + Suffix
+	AdminDN = "cn=admin," + Suffix
+	AdminPW = "test-admin-secret"
 	// ReaderDN is an ordinary account (the administrator is exempt from limits).
 	ReaderDN = "cn=reader," + Suffix
 	ReaderPW = "test-reader-secret"
