@@ -4,6 +4,7 @@
 //
 //	go run ./bench server   # scimsync serve: creates/gets/filtered lists at 1 and 32 clients, 10,000 users
 //	go run ./bench sync     # 10,000 users in slapd -> scimsync serve: initial sync and no-change resync
+//	go run ./bench ldap     # 100,000 users in slapd: full read and syncrepl delta vs ldapsearch (-n N)
 //
 // Every loop is bounded by a fixed operation count; nothing runs open-ended.
 package main
@@ -29,16 +30,27 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 || (os.Args[1] != "server" && os.Args[1] != "sync") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench server|sync")
+	if len(os.Args) >= 2 && os.Args[1] == "ldap-read" {
+		// the child process of `bench ldap`
+		if err := ldapRead(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench ldap-read:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) < 2 || (os.Args[1] != "ldap" && len(os.Args) != 2) || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench server|sync|ldap [-n N]")
 		os.Exit(2)
 	}
 	tb := &benchTB{}
 	defer tb.cleanup()
 	var err error
-	if os.Args[1] == "server" {
+	switch os.Args[1] {
+	case "server":
 		err = benchServer(tb)
-	} else {
+	case "ldap":
+		err = benchLDAP(tb, os.Args[2:])
+	default:
 		err = benchSync(tb)
 	}
 	if err != nil {

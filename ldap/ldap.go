@@ -1,11 +1,28 @@
-// Package ldap reads users from a directory: dial, TLS, bind and paged search over go-ldap, or
-// an LDIF file for offline previews and the demo. Entries come out streamed, one at a time.
+// Package ldap reads users and groups from a directory: dial, TLS, bind and paged search over
+// go-ldap, or an LDIF file for offline previews and the demo. Entries come out streamed, one at
+// a time.
+//
+// Read delivers what changed since a cursor, with the delta mechanism the server offers
+// (ldap.delta: auto picks from the root DSE's supportedControl):
+//   - syncrepl: RFC 4533 refreshOnly with a cookie (OpenLDAP with the syncprov overlay, 389-DS,
+//     FreeIPA). Deletions, renames, moves out of the base and entries leaving the filter arrive
+//     from the server's session log; when the log cannot cover the gap the server answers with a
+//     present phase and the read is Full.
+//   - dirsync: AD's DirSync control. The bind account needs the "Replicating Directory Changes"
+//     right on the domain (Windows: delegate it on the domain root; Samba: samba-tool dsacl set
+//     --car=get-changes). Without it, auto falls back to usn and says why.
+//   - usn: uSNChanged against the DC's highestCommittedUSN, deletions through the show-deleted
+//     control (the account must be allowed to list CN=Deleted Objects to see them).
+//   - timestamp: modifyTimestamp with an overlap window (ldap.timestamp_overlap); it does not see
+//     deletions, so the caller's periodic full read must.
+//
+// Every cursor is pinned to the server that issued it and to a fingerprint of what was read; a
+// cursor that does not fit gives a full read, with the reason in ReadResult.Fallback.
 package ldap
 
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -35,14 +52,31 @@ type Config struct {
 	DialTimeout        config.Duration `yaml:"dial_timeout"`
 	RequestTimeout     config.Duration `yaml:"request_timeout"`
 	IDAttribute        string          `yaml:"id_attribute"` // entryUUID | objectGUID | ipaUniqueID | …
+	// Delta says how Read finds what changed: auto picks from the server's supportedControl.
+	Delta string `yaml:"delta"` // auto | syncrepl | dirsync | usn | timestamp | off
+	// TimestampOverlap is how far before the last modifyTimestamp a timestamp delta reads again,
+	// covering clock skew between replicas and writes still in flight when the last read ran.
+	TimestampOverlap config.Duration `yaml:"timestamp_overlap"`
 }
+
+// Delta mechanisms, as named in ldap.delta, Cursor.Mechanism and ReadResult.Mechanism.
+const (
+	DeltaAuto      = "auto"
+	DeltaSyncrepl  = "syncrepl"
+	DeltaDirSync   = "dirsync"
+	DeltaUSN       = "usn"
+	DeltaTimestamp = "timestamp"
+	DeltaOff       = "off"
+	// MechanismFull is ReadResult.Mechanism for a read of everything in scope.
+	MechanismFull = "full"
+)
 
 // DefaultConfig is the section's defaults.
 func DefaultConfig() Config {
 	return Config{
 		UserFilter: "(objectClass=inetOrgPerson)", Scope: "sub", PageSize: 500,
 		DialTimeout: config.Duration(10 * time.Second), RequestTimeout: config.Duration(2 * time.Minute),
-		IDAttribute: "entryUUID",
+		IDAttribute: "entryUUID", Delta: DeltaAuto, TimestampOverlap: config.Duration(5 * time.Minute),
 	}
 }
 
@@ -64,8 +98,8 @@ func (c Config) Validate() config.Problems {
 	}
 	if !c.isFile() {
 		if c.BindDN != "" {
-			if _, err := goldap.ParseDN(c.BindDN); err != nil {
-				ps.Add("bind_dn", "not a DN: %v", err)
+			if err := checkBindName(c.BindDN); err != nil {
+				ps.Add("bind_dn", "%v", err)
 			}
 			if c.BindPassword.IsZero() && c.BindPasswordFile == "" {
 				ps.Add("bind_password", "bind_dn is set: give bind_password or bind_password_file")
@@ -100,15 +134,56 @@ func (c Config) Validate() config.Problems {
 			ps.Add("ca_file", "%v", err)
 		}
 	}
+	switch c.Delta {
+	case DeltaAuto, DeltaSyncrepl, DeltaDirSync, DeltaUSN, DeltaTimestamp, DeltaOff:
+	default:
+		ps.Add("delta", "must be auto, syncrepl, dirsync, usn, timestamp or off, got %q", c.Delta)
+	}
+	if d := c.TimestampOverlap.D(); d < 0 || d > 24*time.Hour {
+		ps.Add("timestamp_overlap", "must be between 0 and 24h, got %s", d)
+	}
 	return ps
+}
+
+// checkBindName accepts the three forms directories take for a simple bind: a DN, a UPN
+// (svc-scim@example.com; AD and Samba) and a down-level logon name (EXAMPLE\svc-scim; AD and
+// Samba). Anything else is refused here rather than by the server at 3 a.m.
+func checkBindName(name string) error {
+	if strings.TrimSpace(name) != name {
+		return errors.New("has leading or trailing spaces")
+	}
+	if strings.Contains(name, "=") {
+		if _, err := goldap.ParseDN(name); err != nil {
+			return fmt.Errorf("not a DN: %w", err)
+		}
+		return nil
+	}
+	if user, domain, ok := strings.Cut(name, "@"); ok {
+		if user == "" || domain == "" || strings.ContainsAny(name, " \\") || strings.Count(name, "@") != 1 {
+			return fmt.Errorf("%q is neither a DN nor a UPN (user@domain)", name)
+		}
+		return nil
+	}
+	if domain, user, ok := strings.Cut(name, "\\"); ok {
+		if user == "" || domain == "" || strings.ContainsAny(user, "\\@") {
+			return fmt.Errorf("%q is neither a DN nor DOMAIN\\user", name)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q is not a DN, a UPN (user@domain) or DOMAIN\\user", name)
 }
 
 var scopes = map[string]int{"sub": goldap.ScopeWholeSubtree, "one": goldap.ScopeSingleLevel, "base": goldap.ScopeBaseObject}
 
-// Entry is one directory user: its DN, its stable id and its attributes (names lower-cased).
+// Entry is one directory entry: its DN, its stable id and its attributes (names lower-cased,
+// ranged values already expanded, objectGUID in canonical form).
 type Entry struct {
-	DN    string
-	ID    string
+	DN string
+	ID string // the value of the configured id attribute
+	// UUID is the entry's UUID as a delta mechanism identifies it: syncrepl's sync-state
+	// entryUUID, AD's objectGUID in canonical form; "" when unknown. It equals ID when the id
+	// attribute is entryUUID or objectGUID; syncrepl delete notices carry only the UUID.
+	UUID  string
 	Attrs map[string][]string
 }
 
@@ -223,49 +298,7 @@ func (c *Client) Users(ctx context.Context, attrs []string, fn func(Entry) error
 	if c.cfg.isFile() {
 		return c.usersFromFile(ctx, fn)
 	}
-	conn, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	want := withID(attrs, c.cfg.IDAttribute)
-	paging := goldap.NewControlPaging(uint32(c.cfg.PageSize))
-	for {
-		// a fresh request per page: go-ldap mutates requests, and a reused one loses entries
-		req := goldap.NewSearchRequest(c.cfg.BaseDN, scopes[c.cfg.Scope], goldap.NeverDerefAliases, 0, 0, false,
-			c.cfg.UserFilter, want, []goldap.Control{paging})
-		res := conn.SearchAsync(ctx, req, c.cfg.PageSize)
-		var cookie []byte
-		var cbErr error
-		for res.Next() {
-			if e := res.Entry(); e != nil {
-				if cbErr == nil {
-					cbErr = fn(c.toEntry(e))
-				}
-				continue
-			}
-			if ctrl, ok := goldap.FindControl(res.Controls(), goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
-				cookie = ctrl.Cookie
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("ldap: search %q: %w", c.cfg.BaseDN, err) // SearchAsync reports nil on cancel
-		}
-		if err := res.Err(); err != nil {
-			if goldap.IsErrorAnyOf(err, goldap.LDAPResultSizeLimitExceeded, goldap.LDAPResultTimeLimitExceeded,
-				goldap.LDAPResultAdminLimitExceeded, goldap.ErrorNetwork) {
-				return fmt.Errorf("ldap: search %q: %w: %w", c.cfg.BaseDN, ErrPartial, err)
-			}
-			return fmt.Errorf("ldap: search %q: %w", c.cfg.BaseDN, err)
-		}
-		if cbErr != nil {
-			return cbErr
-		}
-		if len(cookie) == 0 {
-			return nil
-		}
-		paging.SetCookie(cookie)
-	}
+	return c.Search(ctx, c.UserQuery(attrs), "", fn)
 }
 
 // Check binds and reads one page, for `scimsync check`.
@@ -287,38 +320,6 @@ func (c *Client) Check(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("ldap: search %q: %w", c.cfg.BaseDN, err)
 	}
 	return len(res.Entries), nil
-}
-
-func withID(attrs []string, id string) []string {
-	for _, a := range attrs {
-		if strings.EqualFold(a, id) {
-			return attrs
-		}
-	}
-	return append(append([]string(nil), attrs...), id)
-}
-
-func (c *Client) toEntry(e *goldap.Entry) Entry {
-	out := Entry{DN: e.DN, Attrs: make(map[string][]string, len(e.Attributes))}
-	for _, a := range e.Attributes {
-		out.Attrs[strings.ToLower(a.Name)] = a.Values
-	}
-	if strings.EqualFold(c.cfg.IDAttribute, "objectGUID") {
-		if raw := e.GetRawAttributeValue(c.cfg.IDAttribute); len(raw) == 16 {
-			out.ID = GUIDString(raw)
-		}
-		out.Attrs["objectguid"] = []string{out.ID}
-	} else {
-		out.ID = e.GetEqualFoldAttributeValue(c.cfg.IDAttribute)
-	}
-	return out
-}
-
-// GUIDString renders AD's 16-byte objectGUID in its canonical form; the first three fields are
-// little-endian, so uuid.FromBytes would print a different id than AD tools show.
-func GUIDString(b []byte) string {
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(b[0:4]), binary.LittleEndian.Uint16(b[4:6]),
-		binary.LittleEndian.Uint16(b[6:8]), b[8:10], b[10:16])
 }
 
 // EscapeFilter escapes a value for use inside a filter, exactly once.

@@ -112,23 +112,34 @@ func truncate(s string, n int) string {
 // usersFromFile applies base_dn, scope and user_filter to an LDIF export, so a preview from a
 // file selects the same users as the directory would.
 func (c *Client) usersFromFile(ctx context.Context, fn func(Entry) error) error {
+	return c.fileSearch(ctx, c.UserQuery(nil), "", fn)
+}
+
+// fileSearch is Search over the LDIF file the URL names.
+func (c *Client) fileSearch(ctx context.Context, q Query, extraFilter string, fn func(Entry) error) error {
 	path := strings.TrimPrefix(c.cfg.URL, "file://")
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ldap: %w", err)
 	}
 	defer f.Close()
-	return c.filterEntries(ctx, f, fn)
+	return filterEntries(ctx, f, q, extraFilter, fn)
 }
 
-func (c *Client) filterEntries(ctx context.Context, r io.Reader, fn func(Entry) error) error {
-	filter, err := CompileMatcher(c.cfg.UserFilter)
+// filterEntries applies q (base, scope, filter, and extraFilter ANDed) to the records of an
+// LDIF stream. All attributes are kept: the file is small, and the mapping takes what it needs.
+func filterEntries(ctx context.Context, r io.Reader, q Query, extraFilter string, fn func(Entry) error) error {
+	filter, err := andFilter(q.Filter, extraFilter)
 	if err != nil {
-		return fmt.Errorf("ldap: user_filter: %w", err)
+		return err
+	}
+	m, err := CompileMatcher(filter)
+	if err != nil {
+		return fmt.Errorf("ldap: %w", err)
 	}
 	var base *DN
-	if c.cfg.BaseDN != "" {
-		if base, err = ParseDN(c.cfg.BaseDN); err != nil {
+	if q.BaseDN != "" {
+		if base, err = ParseDN(q.BaseDN); err != nil {
 			return fmt.Errorf("ldap: base_dn: %w", err)
 		}
 	}
@@ -136,15 +147,25 @@ func (c *Client) filterEntries(ctx context.Context, r io.Reader, fn func(Entry) 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if base != nil && !inScope(base, e.DN, c.cfg.Scope) {
+		if base != nil && !inScope(base, e.DN, q.Scope) {
 			return nil
 		}
-		if !filter.Match(e) {
+		if !m.Match(e) {
 			return nil
 		}
-		e.ID = e.First(c.cfg.IDAttribute)
+		fileIDs(&e, q.IDAttribute)
 		return fn(e)
 	})
+}
+
+// fileIDs fills ID and UUID of an LDIF record. An objectGUID exported as base64 (ldifde,
+// ldbsearch) arrives as 16 raw bytes and is put in canonical form, as a directory read does.
+func fileIDs(e *Entry, idAttr string) {
+	if g := e.Attrs["objectguid"]; len(g) == 1 && len(g[0]) == 16 {
+		e.Attrs["objectguid"] = []string{GUIDString([]byte(g[0]))}
+	}
+	e.UUID = uuidOf(*e)
+	e.ID = e.First(idAttr)
 }
 
 func inScope(base *DN, dn, scope string) bool {
@@ -152,11 +173,5 @@ func inScope(base *DN, dn, scope string) bool {
 	if err != nil {
 		return false
 	}
-	switch scope {
-	case "base":
-		return base.EqualFold(d)
-	case "one":
-		return len(d.RDNs) == len(base.RDNs)+1 && base.AncestorOfFold(d)
-	}
-	return base.EqualFold(d) || base.AncestorOfFold(d)
+	return inScopeDN(base, d, scope)
 }

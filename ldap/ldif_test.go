@@ -43,9 +43,9 @@ func TestReadLDIF(t *testing.T) {
 }
 
 func TestFileSourceAppliesBaseScopeAndFilter(t *testing.T) {
-	c := &Client{cfg: Config{BaseDN: "ou=people,dc=example,dc=org", Scope: "sub", UserFilter: "(objectClass=inetOrgPerson)", IDAttribute: "entryUUID"}}
+	q := Query{BaseDN: "ou=people,dc=example,dc=org", Scope: "sub", Filter: "(objectClass=inetOrgPerson)", IDAttribute: "entryUUID"}
 	var ids []string
-	err := c.filterEntries(context.Background(), strings.NewReader(sampleLDIF), func(e Entry) error { ids = append(ids, e.ID); return nil })
+	err := filterEntries(context.Background(), strings.NewReader(sampleLDIF), q, "", func(e Entry) error { ids = append(ids, e.ID); return nil })
 	if err != nil || strings.Join(ids, ",") != "u-1" {
 		t.Fatalf("ids %v err %v", ids, err)
 	}

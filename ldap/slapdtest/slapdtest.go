@@ -1,6 +1,12 @@
 // Package slapdtest starts a real OpenLDAP slapd on 127.0.0.1 in a temporary directory for
 // integration tests and benchmarks. Tests skip when slapd is not installed, unless
 // SCIMSYNC_REQUIRE_SLAPD is set (as .ci/run does), in which case they fail.
+//
+// The database loads the memberof, ppolicy and syncprov overlays in that order, so tests see
+// what production directories do: memberOf written by the overlay (in its own DN escaping),
+// pwdAccountLockedTime on locked accounts (ppolicy), and RFC 4533 syncrepl with a session log
+// (syncprov). Seeding is offline with slapadd (fast); the helpers below change entries online,
+// through the overlays, as an administrator would.
 package slapdtest
 
 import (
@@ -11,28 +17,49 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-)
 
-// The ppolicy overlay is loaded so entries can carry pwdAccountLockedTime (a locked account).
+	goldap "github.com/go-ldap/ldap/v3"
+)
 
 // Suffix and credentials of the test directory.
 const (
-	Suffix   = "dc=example,dc=org"
-	People   = "ou=people," + Suffix
-	Moved    = "ou=moved," + Suffix
-	AdminDN  = "cn=admin," + Suffix
-	AdminPW  = "test-admin-secret"
+	Suffix  = "dc=example,dc=org"
+	People  = "ou=people," + Suffix
+	Moved   = "ou=moved," + Suffix
+	Groups  = "ou=groups," + Suffix
+	AdminDN = "cn=admin," + Suffix
+	AdminPW = "test-admin-secret"
+	// ReaderDN is an ordinary account (the administrator is exempt from limits).
+	ReaderDN = "cn=reader," + Suffix
+	ReaderPW = "test-reader-secret"
 	slapdBin = "/usr/sbin/slapd"
 )
 
+// Options change how the server is set up; the zero value is what Start uses.
+type Options struct {
+	// TLS adds a throwaway CA: ldap:// offers StartTLS and ldaps:// listens too.
+	TLS bool
+	// SessionLog is syncprov-sessionlog, the number of changes syncrepl can replay as a
+	// delete phase; beyond it the provider falls back to a present phase. 0 means 100000.
+	SessionLog int
+	// SizeLimit, when > 0, caps what ordinary accounts (ReaderDN) get from one search, paged or
+	// not, as a server administrator's limits would.
+	SizeLimit int
+}
+
 // Server is a running slapd.
 type Server struct {
-	URL      string // ldap://127.0.0.1:PORT (StartTLS is offered when started with StartTLS)
-	LDAPSURL string // ldaps://127.0.0.1:PORT, when started with StartTLS
-	CAFile   string // PEM of the CA that signed the server certificate, when started with StartTLS
+	URL      string // ldap://127.0.0.1:PORT (StartTLS is offered when started with TLS)
+	LDAPSURL string // ldaps://127.0.0.1:PORT, when started with TLS
+	CAFile   string // PEM of the CA that signed the server certificate, when started with TLS
 	dir      string
+	conf     string
+	listen   string
+	port     int
+	logs     *bytes.Buffer
 	cmd      *exec.Cmd
 }
 
@@ -67,20 +94,22 @@ func findSlapadd() string {
 	return "/usr/sbin/slapadd"
 }
 
-// Start runs slapd with the base entries (the suffix, ou=people, ou=moved) plus seed, an LDIF
-// loaded offline with slapadd before the server starts (fast enough for 10,000 users).
+// Start runs slapd with the base entries (the suffix, ou=people, ou=moved, ou=groups) plus
+// seed, an LDIF loaded offline with slapadd before the server starts (fast enough for 100,000
+// users).
 func Start(tb TB, seed string) *Server {
 	tb.Helper()
-	return start(tb, seed, false)
+	return StartWith(tb, seed, Options{})
 }
 
 // StartTLS is Start with a throwaway CA: ldap:// offers StartTLS and ldaps:// listens too.
 func StartTLS(tb TB, seed string) *Server {
 	tb.Helper()
-	return start(tb, seed, true)
+	return StartWith(tb, seed, Options{TLS: true})
 }
 
-func start(tb TB, seed string, withTLS bool) *Server {
+// StartWith is Start with options.
+func StartWith(tb TB, seed string, opt Options) *Server {
 	tb.Helper()
 	available(tb)
 	dir := tb.TempDir()
@@ -89,9 +118,12 @@ func start(tb TB, seed string, withTLS bool) *Server {
 		tb.Fatalf("slapdtest: %v", err)
 	}
 	conf := filepath.Join(dir, "slapd.conf")
-	text := slapdConf(dir, db)
+	if opt.SessionLog == 0 {
+		opt.SessionLog = 100000
+	}
+	text := slapdConf(dir, db, opt.SessionLog, opt.SizeLimit)
 	var caFile string
-	if withTLS {
+	if opt.TLS {
 		ca, cert, key, err := Certificates(dir)
 		if err != nil {
 			tb.Fatalf("slapdtest: %v", err)
@@ -103,9 +135,12 @@ func start(tb TB, seed string, withTLS bool) *Server {
 		tb.Fatalf("slapdtest: %v", err)
 	}
 	base := fmt.Sprintf("dn: %s\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n"+
-		"dn: %s\nobjectClass: organizationalUnit\nou: people\n\ndn: %s\nobjectClass: organizationalUnit\nou: moved\n\n",
-		Suffix, People, Moved)
-	add := exec.Command(findSlapadd(), "-q", "-f", conf)
+		"dn: %s\nobjectClass: organizationalUnit\nou: people\n\ndn: %s\nobjectClass: organizationalUnit\nou: moved\n\n"+
+		"dn: %s\nobjectClass: organizationalUnit\nou: groups\n\n"+
+		"dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n",
+		Suffix, People, Moved, Groups, ReaderDN, ReaderPW)
+	// -w writes the contextCSN, so syncrepl has a state to start from before the first change
+	add := exec.Command(findSlapadd(), "-q", "-w", "-f", conf)
 	add.Stdin = strings.NewReader(base + seed)
 	if out, err := add.CombinedOutput(); err != nil {
 		tb.Fatalf("slapdtest: slapadd: %v\n%s", err, out)
@@ -114,62 +149,103 @@ func start(tb TB, seed string, withTLS bool) *Server {
 	if err != nil {
 		tb.Fatalf("slapdtest: %v", err)
 	}
-	url := fmt.Sprintf("ldap://127.0.0.1:%d", port)
-	listen := url + "/"
-	var ldapsURL string
-	if withTLS {
+	s := &Server{URL: fmt.Sprintf("ldap://127.0.0.1:%d", port), CAFile: caFile, dir: dir, conf: conf, port: port}
+	s.listen = s.URL + "/"
+	if opt.TLS {
 		tlsPort, err := freePort()
 		if err != nil {
 			tb.Fatalf("slapdtest: %v", err)
 		}
-		ldapsURL = fmt.Sprintf("ldaps://127.0.0.1:%d", tlsPort)
-		listen += " " + ldapsURL + "/"
+		s.LDAPSURL = fmt.Sprintf("ldaps://127.0.0.1:%d", tlsPort)
+		s.listen += " " + s.LDAPSURL + "/"
 	}
-	cmd := exec.Command(slapdBin, "-f", conf, "-h", listen, "-d", "0")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("slapdtest: start slapd: %v", err)
-	}
-	s := &Server{URL: url, LDAPSURL: ldapsURL, CAFile: caFile, dir: dir, cmd: cmd}
 	tb.Cleanup(s.Stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			tb.Fatalf("slapdtest: slapd did not listen on %s: %s", url, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.run(tb)
 	return s
 }
 
-func slapdConf(dir, db string) string {
+func (s *Server) run(tb TB) {
+	tb.Helper()
+	cmd := exec.Command(slapdBin, "-f", s.conf, "-h", s.listen, "-d", "0")
+	s.logs = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("slapdtest: start slapd: %v", err)
+	}
+	s.cmd = cmd
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			tb.Fatalf("slapdtest: slapd did not listen on %s: %s", s.URL, s.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Pause stops slapd without ending it (SIGSTOP): connections stay open and nothing answers,
+// as with a hung server. Resume undoes it.
+func (s *Server) Pause(tb TB) {
+	tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		tb.Fatalf("slapdtest: pause: %v", err)
+	}
+}
+
+// Resume lets a paused slapd run again.
+func (s *Server) Resume(tb TB) {
+	tb.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		tb.Fatalf("slapdtest: resume: %v", err)
+	}
+}
+
+// Restart stops slapd and starts it again on the same data and the same URLs, as after a
+// reboot: what syncprov keeps only in memory (its session log) is gone, the database is not.
+func (s *Server) Restart(tb TB) {
+	tb.Helper()
+	s.Stop()
+	s.run(tb)
+}
+
+func slapdConf(dir, db string, sessionLog, sizeLimit int) string {
+	limits := "limits * size=unlimited size.pr=unlimited time=unlimited"
+	if sizeLimit > 0 {
+		limits = fmt.Sprintf("limits users size.soft=%[1]d size.hard=%[1]d size.pr=noEstimate size.prtotal=%[1]d time=unlimited", sizeLimit)
+	}
 	return fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload memberof
 moduleload ppolicy
+moduleload syncprov
 pidfile %s/slapd.pid
 sizelimit unlimited
 database mdb
-maxsize 1073741824
+maxsize 4294967296
 suffix "%s"
 rootdn "%s"
 rootpw %s
 directory %s
 index objectClass eq
 index entryUUID eq
-limits * size=unlimited size.pr=unlimited time=unlimited
+index entryCSN eq
+index uid eq
+%s
+overlay memberof
 overlay ppolicy
-`, dir, Suffix, AdminDN, AdminPW, db)
+overlay syncprov
+syncprov-checkpoint 100 1
+syncprov-sessionlog %d
+`, dir, Suffix, AdminDN, AdminPW, db, limits, sessionLog)
 }
 
 func freePort() (int, error) {
@@ -186,6 +262,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot handle SIGINT
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
@@ -208,6 +285,80 @@ func (s *Server) Modify(tb TB, ldif string) {
 	}
 }
 
+// Add adds the entries of a content LDIF (as Person and the group helpers render) online,
+// through the overlays. The relax control lets the administrator keep the entryUUID the LDIF
+// gives, so a test knows the UUID a delta will report.
+func (s *Server) Add(tb TB, ldif string) {
+	tb.Helper()
+	cmd := exec.Command("ldapadd", "-e", "relax", "-x", "-H", s.URL, "-D", AdminDN, "-w", AdminPW)
+	cmd.Stdin = strings.NewReader(ldif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("slapdtest: ldapadd: %v\n%s", err, out)
+	}
+}
+
+// admin runs f on a connection bound as the directory's administrator.
+func (s *Server) admin(tb TB, what string, f func(*goldap.Conn) error) {
+	tb.Helper()
+	conn, err := goldap.DialURL(s.URL, goldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	if err != nil {
+		tb.Fatalf("slapdtest: %s: dial: %v", what, err)
+	}
+	defer conn.Close()
+	conn.SetTimeout(30 * time.Second)
+	if err := conn.Bind(AdminDN, AdminPW); err != nil {
+		tb.Fatalf("slapdtest: %s: bind: %v", what, err)
+	}
+	if err := f(conn); err != nil {
+		tb.Fatalf("slapdtest: %s: %v", what, err)
+	}
+}
+
+// Replace sets attr of dn to values (none: removes the attribute).
+func (s *Server) Replace(tb TB, dn, attr string, values ...string) {
+	tb.Helper()
+	s.admin(tb, "replace "+attr+" of "+dn, func(c *goldap.Conn) error {
+		m := goldap.NewModifyRequest(dn, nil)
+		m.Replace(attr, values)
+		return c.Modify(m)
+	})
+}
+
+// AddValues adds values to attr of dn, e.g. a member to a group.
+func (s *Server) AddValues(tb TB, dn, attr string, values ...string) {
+	tb.Helper()
+	s.admin(tb, "add "+attr+" to "+dn, func(c *goldap.Conn) error {
+		m := goldap.NewModifyRequest(dn, nil)
+		m.Add(attr, values)
+		return c.Modify(m)
+	})
+}
+
+// DeleteValues removes values from attr of dn, e.g. a member from a group.
+func (s *Server) DeleteValues(tb TB, dn, attr string, values ...string) {
+	tb.Helper()
+	s.admin(tb, "delete "+attr+" from "+dn, func(c *goldap.Conn) error {
+		m := goldap.NewModifyRequest(dn, nil)
+		m.Delete(attr, values)
+		return c.Modify(m)
+	})
+}
+
+// Delete removes the entry dn.
+func (s *Server) Delete(tb TB, dn string) {
+	tb.Helper()
+	s.admin(tb, "delete "+dn, func(c *goldap.Conn) error { return c.Del(goldap.NewDelRequest(dn, nil)) })
+}
+
+// Rename is modrdn: dn gets newRDN (e.g. "uid=alice2") and, when newSuperior is not "", moves
+// under it. The old RDN value is removed from the entry.
+func (s *Server) Rename(tb TB, dn, newRDN, newSuperior string) {
+	tb.Helper()
+	s.admin(tb, "rename "+dn, func(c *goldap.Conn) error {
+		return c.ModifyDN(goldap.NewModifyDNRequest(dn, newRDN, true, newSuperior))
+	})
+}
+
 // Person renders one inetOrgPerson entry under ou=people with a fixed entryUUID.
 func Person(uid, uuid, given, sn, mail string) string {
 	s := fmt.Sprintf("dn: uid=%s,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s %s\nsn: %s\nentryUUID: %s\n",
@@ -220,6 +371,41 @@ func Person(uid, uuid, given, sn, mail string) string {
 	}
 	return s + "\n"
 }
+
+// PersonDN is the DN Person gives uid.
+func PersonDN(uid string) string { return "uid=" + uid + "," + People }
+
+// GroupOfNames renders a groupOfNames under ou=groups; rdnValue is escaped here, members are
+// DNs used as given (so a test can give them in any escaping).
+func GroupOfNames(rdnValue string, members ...string) string {
+	s := fmt.Sprintf("dn: cn=%s,%s\nobjectClass: groupOfNames\ncn: %s\n", goldap.EscapeDN(rdnValue), Groups, rdnValue)
+	for _, m := range members {
+		s += "member: " + m + "\n"
+	}
+	return s + "\n"
+}
+
+// GroupOfUniqueNames renders a groupOfUniqueNames under ou=groups; members are
+// nameAndOptionalUID values (a DN, optionally followed by #'…'B).
+func GroupOfUniqueNames(rdnValue string, members ...string) string {
+	s := fmt.Sprintf("dn: cn=%s,%s\nobjectClass: groupOfUniqueNames\ncn: %s\n", goldap.EscapeDN(rdnValue), Groups, rdnValue)
+	for _, m := range members {
+		s += "uniqueMember: " + m + "\n"
+	}
+	return s + "\n"
+}
+
+// PosixGroup renders a posixGroup under ou=groups whose members are uid values, not DNs.
+func PosixGroup(rdnValue string, gid int, memberUIDs ...string) string {
+	s := fmt.Sprintf("dn: cn=%s,%s\nobjectClass: posixGroup\ncn: %s\ngidNumber: %d\n", goldap.EscapeDN(rdnValue), Groups, rdnValue, gid)
+	for _, m := range memberUIDs {
+		s += "memberUid: " + m + "\n"
+	}
+	return s + "\n"
+}
+
+// GroupDN is the DN the group helpers give rdnValue.
+func GroupDN(rdnValue string) string { return "cn=" + goldap.EscapeDN(rdnValue) + "," + Groups }
 
 // UUID returns a deterministic entryUUID for test user n.
 func UUID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
