@@ -284,7 +284,7 @@ func (d *Daemon) SyncNow(ctx context.Context, dry bool) (plan *sync.Plan, res *s
 func (d *Daemon) runOnce(ctx context.Context, dry bool) (*sync.Plan, *sync.Result, error) {
 	s := d.settings()
 	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync}, d.store, d.log,
-		func(src ldap.Source) ldap.Source { return countingSource{src, d.m} })
+		func(src sync.Source) sync.Source { return countingSource{src, d.m} })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -493,15 +493,15 @@ func (d *Daemon) startWatchdog() {
 	}()
 }
 
-// countingSource counts LDAP entries read, for /metrics.
+// countingSource counts directory changes read, for /metrics.
 type countingSource struct {
-	ldap.Source
+	sync.Source
 	m *metrics
 }
 
-func (c countingSource) Users(ctx context.Context, attrs []string, fn func(ldap.Entry) error) error {
-	return c.Source.Users(ctx, attrs, func(e ldap.Entry) error {
+func (c countingSource) Read(ctx context.Context, q ldap.Query, cur *ldap.Cursor, fn func(ldap.Change) error) (ldap.ReadResult, error) {
+	return c.Source.Read(ctx, q, cur, func(ch ldap.Change) error {
 		c.m.ldapEntries.Inc()
-		return fn(e)
+		return fn(ch)
 	})
 }

@@ -96,9 +96,12 @@ func (v *View) Intents(kind LinkKind) ([]Intent, error) {
 // Cursor is where the next directory delta of one kind starts, and when both sides were last
 // read in full. Data is the directory client's own cursor, opaque here.
 type Cursor struct {
-	Data      json.RawMessage `json:"data,omitempty"`
-	FullAt    time.Time       `json:"fullAt,omitzero"`    // the last full reconcile
-	UpdatedAt time.Time       `json:"updatedAt,omitzero"` // when Data last advanced
+	Data   json.RawMessage `json:"data,omitempty"`
+	FullAt time.Time       `json:"fullAt,omitzero"` // the last full reconcile
+	// Config fingerprints the settings the last full reconcile ran with (mapping, override
+	// rules, deprovisioning, target): a different one means the next run reconciles in full.
+	Config    string    `json:"config,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero"` // when Data last advanced
 }
 
 // Cursor returns kind's cursor.

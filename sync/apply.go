@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,15 +17,19 @@ import (
 	"github.com/scimsync/scimsync/state"
 )
 
-// Result is what a run did.
+// Result is what a run did. Counts are what the target confirmed, never the requests sent.
 type Result struct {
-	RunID  uint64         `json:"run_id"`
-	Done   map[Action]int `json:"done"`
-	Failed []ItemError    `json:"failed,omitempty"`
+	RunID     uint64         `json:"run_id"`
+	Done      map[Action]int `json:"done"`
+	Failed    []ItemError    `json:"failed,omitempty"`
+	Replanned int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
+	// Stopped says why the run stopped dispatching before the end of the plan (its deadline).
+	Stopped string `json:"stopped,omitempty"`
 }
 
-// ItemError is one user whose change failed.
+// ItemError is one resource whose change failed.
 type ItemError struct {
+	Kind     Kind   `json:"kind"`
 	UserName string `json:"userName"`
 	Action   Action `json:"action"`
 	Error    string `json:"error"`
@@ -32,79 +38,49 @@ type ItemError struct {
 // Progress is told how many of the plan's writes are done.
 type Progress func(done, total int)
 
-// Apply executes plan. Each target write is followed at once by its state commit, so a run
-// stopped at any point (crash, SIGTERM, cancelled ctx) leaves state that matches the target
-// and the next run converges. Blocked deprovisions are not executed; the returned error then
-// wraps ErrSafetyLimit.
+// intentBatch is how many writes share one intent transaction (one fsync).
+const intentBatch = 128
+
+// outcome is one executed item: what to record, or why it failed.
+type outcome struct {
+	it        Item
+	commits   []state.Commit
+	err       error
+	replanned bool
+	noop      bool // nothing needed doing after all (seen when planning again)
+}
+
+// applier is one Apply: the plan, the run, and what the workers share.
+type applier struct {
+	e       *Engine
+	plan    *Plan
+	runID   uint64
+	etag    atomic.Bool // send If-Match: the target said etag.supported, or answered 428
+	mu      gosync.Mutex
+	claimed map[string]string // target ids linked in this run -> external id (creates answered alike)
+}
+
+// Apply executes plan. Writes are sent by target.concurrency workers; before a batch goes out
+// its intents are recorded (one fsync), and results are committed in batches (one fsync for
+// many writes), each write's link and change log together. A run stopped at any point (crash,
+// SIGTERM, cancelled ctx, sync.max_run_time) leaves state that the next run reconciles without
+// duplicating anything. Blocked items are not executed; the error then wraps ErrSafetyLimit.
 func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Result, error) {
 	started := e.now()
 	runID, err := e.store.BeginRun(started)
 	if err != nil {
 		return nil, err
 	}
+	a := &applier{e: e, plan: plan, runID: runID, claimed: map[string]string{}}
+	a.etag.Store(plan.caps.ETag)
 	res := &Result{RunID: runID, Done: map[Action]int{}}
-	for _, l := range plan.refresh {
-		if err := e.store.Commit(0, l, false, state.Change{}); err != nil {
-			return nil, err
-		}
+	outErr := a.refresh()
+	if outErr == nil && (plan.Blocked == nil || plan.Blocked.Kind != blockMissing) {
+		outErr = a.writes(ctx, res, progress)
 	}
-	for _, it := range plan.Items {
-		if it.forget && it.link != nil {
-			if err := e.store.Commit(runID, *it.link, true, e.change(it, "forget")); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var work []Item
-	for _, it := range plan.Items {
-		switch it.Action {
-		case ActionCreate, ActionUpdate, ActionDisable, ActionDelete:
-			if !it.Blocked {
-				work = append(work, it)
-			}
-		}
-	}
-	var (
-		mu   gosync.Mutex
-		wg   gosync.WaitGroup
-		done int
-		jobs = make(chan Item)
-	)
-	for w := 0; w < min(e.concurrency, max(len(work), 1)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range jobs {
-				err := e.applyItem(ctx, runID, it, plan.caps)
-				mu.Lock()
-				done++
-				if err != nil {
-					res.Failed = append(res.Failed, ItemError{UserName: it.UserName, Action: it.Action, Error: err.Error()})
-					e.log.Error("change failed", zap.String("user", it.UserName), zap.String("action", string(it.Action)), zap.Error(err))
-				} else {
-					res.Done[it.Action]++
-				}
-				if progress != nil {
-					progress(done, len(work))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
-	for _, it := range work {
-		select {
-		case jobs <- it:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-
 	run := state.Run{ID: runID, Started: started, Finished: e.now(), Result: "ok", Counts: map[string]int{}}
-	for a, n := range res.Done {
-		run.Counts[string(a)] = n
+	for act, n := range res.Done {
+		run.Counts[string(act)] = n
 	}
 	run.Counts["unchanged"] = plan.Unchanged
 	run.Counts["skip"] = plan.Summary[ActionSkip]
@@ -112,21 +88,568 @@ feed:
 	for _, f := range res.Failed {
 		run.Errors = append(run.Errors, f.UserName+": "+f.Error)
 	}
-	var outErr error
 	switch {
+	case outErr != nil:
+		run.Result = "error"
+		run.Errors = append(run.Errors, e.redact(outErr.Error()))
 	case ctx.Err() != nil:
 		run.Result, outErr = "cancelled", fmt.Errorf("sync: run %d cancelled: %w", runID, ctx.Err())
 	case len(res.Failed) > 0:
-		run.Result, outErr = "error", fmt.Errorf("sync: run %d: %d of %d changes: %w", runID, len(res.Failed), len(work), ErrApplyFailed)
+		run.Result, outErr = "error", fmt.Errorf("sync: run %d: %d changes: %w", runID, len(res.Failed), ErrApplyFailed)
 	case plan.Blocked != nil:
 		run.Result, outErr = "stopped", fmt.Errorf("sync: %w: %s", ErrSafetyLimit, plan.Blocked.Message)
 		run.Errors = append(run.Errors, plan.Blocked.Message)
+	case res.Stopped != "":
+		run.Result = "stopped"
+		run.Errors = append(run.Errors, res.Stopped)
+	default:
+		if err := a.advanceCursor(); err != nil {
+			outErr = err
+		}
 	}
 	// record the outcome even when ctx is cancelled: it is local and quick
 	if err := e.store.FinishRun(run); err != nil && outErr == nil {
 		outErr = err
 	}
 	return res, outErr
+}
+
+// refresh records the plan's state-only items.
+func (a *applier) refresh() error {
+	var commits []state.Commit
+	var clear []string
+	err := a.plan.Each(func(it Item) error {
+		switch {
+		case it.Action == ActionRefresh && it.Link != nil:
+			commits = append(commits, state.Commit{Kind: it.Kind.link(), Link: *it.Link, Forget: it.Forget,
+				Change: a.e.change(it, "record")})
+		case it.Action == ActionRefresh:
+			clear = append(clear, it.ExternalID)
+		case it.Action == ActionSkip && it.Forget:
+			commits = append(commits, state.Commit{Kind: it.Kind.link(), Link: state.Link{ExternalID: it.ExternalID}, Forget: true,
+				Change: a.e.change(it, "forget")})
+		}
+		if len(commits) >= 512 {
+			err := a.e.store.CommitBatch(a.runID, commits)
+			commits = commits[:0]
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.e.store.CommitBatch(a.runID, commits); err != nil {
+		return err
+	}
+	return a.e.store.ClearIntents(state.LinkUser, clear...)
+}
+
+func isWrite(it Item) bool {
+	switch it.Action {
+	case ActionCreate, ActionUpdate, ActionDisable, ActionDelete:
+		return !it.Blocked
+	}
+	return false
+}
+
+// writes sends the plan's writes: creates and updates, then disables and deletes.
+func (a *applier) writes(ctx context.Context, res *Result, progress Progress) error {
+	total := 0
+	_ = a.plan.Each(func(it Item) error {
+		if isWrite(it) {
+			total++
+		}
+		return nil
+	})
+	if total == 0 {
+		return nil
+	}
+	runCtx, cancel := context.WithTimeout(ctx, a.e.cfg.MaxRunTime.D())
+	defer cancel()
+	jobs := make(chan Item)
+	results := make(chan outcome, 4*intentBatch)
+	var workers gosync.WaitGroup
+	for w := 0; w < min(a.e.concurrency, total); w++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for it := range jobs {
+				results <- a.execute(runCtx, it)
+			}
+		}()
+	}
+	commitErr := make(chan error, 1)
+	go func() { commitErr <- a.commitLoop(results, res, total, progress) }()
+
+	var batch []Item
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		intents := make([]state.Intent, 0, len(batch))
+		now := a.e.now().UTC()
+		for _, it := range batch {
+			intents = append(intents, state.Intent{Kind: it.Kind.link(), Action: string(it.Action), ExternalID: it.ExternalID,
+				Name: it.Name, DN: it.DN, TargetID: it.TargetID, RunID: a.runID, At: now})
+		}
+		if err := a.e.store.PutIntents(intents); err != nil {
+			return err
+		}
+		for _, it := range batch {
+			select {
+			case jobs <- it:
+			case <-runCtx.Done():
+				return runCtx.Err()
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	// creates and updates first, deprovisioning last: Each's order is by action
+	dispatchErr := a.plan.Each(func(it Item) error {
+		if !isWrite(it) {
+			return nil
+		}
+		batch = append(batch, it)
+		if len(batch) >= intentBatch {
+			return flush()
+		}
+		return nil
+	})
+	if dispatchErr == nil {
+		dispatchErr = flush()
+	}
+	close(jobs)
+	workers.Wait()
+	close(results)
+	cerr := <-commitErr
+	if cerr != nil {
+		return cerr
+	}
+	if dispatchErr != nil {
+		if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil {
+			res.Stopped = fmt.Sprintf("sync.max_run_time (%s) reached; the next run goes on from here", a.e.cfg.MaxRunTime.D())
+			a.e.log.Warn(res.Stopped)
+			return nil
+		}
+		if errors.Is(dispatchErr, context.Canceled) {
+			return nil // reported from ctx by the caller
+		}
+		return dispatchErr
+	}
+	return nil
+}
+
+// commitLoop records outcomes as they come, many per transaction: it takes whatever has
+// arrived while the previous transaction was being written.
+func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, progress Progress) error {
+	var failed error
+	done := 0
+	for first := range results {
+		pending := []outcome{first}
+	drain:
+		for len(pending) < 512 {
+			select {
+			case o, ok := <-results:
+				if !ok {
+					break drain
+				}
+				pending = append(pending, o)
+			default:
+				break drain
+			}
+		}
+		var commits []state.Commit
+		for _, o := range pending {
+			commits = append(commits, o.commits...)
+		}
+		if failed == nil {
+			if err := a.e.store.CommitBatch(a.runID, commits); err != nil {
+				failed = err // keep draining so the workers never block
+			}
+		}
+		for _, o := range pending {
+			done++
+			if o.replanned {
+				res.Replanned++
+			}
+			switch {
+			case o.err != nil:
+				msg := a.e.redact(o.err.Error())
+				res.Failed = append(res.Failed, ItemError{Kind: o.it.Kind, UserName: o.it.Name, Action: o.it.Action, Error: msg})
+				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),
+					zap.String("action", string(o.it.Action)), zap.String("error", msg))
+			case failed == nil && !o.noop:
+				res.Done[o.it.Action]++
+			}
+			if progress != nil {
+				progress(done, total)
+			}
+		}
+	}
+	return failed
+}
+
+// execute sends one item's write and says what to record.
+func (a *applier) execute(ctx context.Context, it Item) outcome {
+	if err := ctx.Err(); err != nil {
+		return outcome{it: it, err: err}
+	}
+	var o outcome
+	switch it.Action {
+	case ActionCreate:
+		o = a.create(ctx, it)
+	case ActionUpdate:
+		o = a.update(ctx, it)
+	case ActionDisable:
+		o = a.disable(ctx, it)
+	case ActionDelete:
+		o = a.remove(ctx, it)
+	}
+	o.it = it
+	return o
+}
+
+func (a *applier) ifMatch(version string) string {
+	if a.etag.Load() {
+		return version
+	}
+	return ""
+}
+
+// retryable reports whether a write was refused because the target moved on since it was
+// planned (412), wants a version (428), or refuses an operation's target (400 noTarget): read
+// it again, plan again, send once more.
+func (a *applier) retryable(err error) bool {
+	var ae *scimclient.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch {
+	case ae.Status == http.StatusPreconditionRequired:
+		a.etag.Store(true)
+		return true
+	case ae.Status == http.StatusPreconditionFailed:
+		return true
+	case ae.Status == http.StatusBadRequest && strings.EqualFold(ae.ScimType, "noTarget"):
+		return true
+	}
+	return false
+}
+
+func (a *applier) create(ctx context.Context, it Item) outcome {
+	tgt := a.e.target
+	r, err := tgt.Create(ctx, scimclient.Users, it.Body)
+	if scimclient.IsStatus(err, http.StatusConflict) {
+		return a.adoptAfterConflict(ctx, it)
+	}
+	if err != nil {
+		return outcome{err: fmt.Errorf("create %q: %w", it.Name, err)}
+	}
+	if err := a.verify(it, r); err != nil {
+		return outcome{err: fmt.Errorf("create %q: %w; nothing was linked", it.Name, err)}
+	}
+	now := a.e.now().UTC()
+	l := a.linkFor(it, r.ID(), state.OriginCreated, nil, now)
+	ch := a.e.change(it, "create")
+	ch.TargetID, ch.Old, ch.New = r.ID(), nil, it.Values
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch}}}
+}
+
+// verify checks that a create's answer is the user the sync asked for, before linking it: a
+// buggy or hostile target answering with another user's id must not make the sync own (and
+// later rename, disable or delete) that user.
+func (a *applier) verify(it Item, r scimclient.Resource) error {
+	id := r.ID()
+	if id == "" {
+		return errors.New("the target returned no id")
+	}
+	ext, _ := r.Doc["externalId"].(string)
+	name, _ := r.Doc["userName"].(string)
+	switch {
+	case ext != "" && ext != it.ExternalID:
+		return fmt.Errorf("the target answered with user %s, whose externalId is %s, not ours (%s)", id, sanitize(ext), it.ExternalID)
+	case ext == "" && !strings.EqualFold(name, it.Name):
+		return fmt.Errorf("the target answered with user %s, whose userName is %q, not ours", id, sanitize(name))
+	case recordOf(a.plan.payload, r).CMS:
+		return fmt.Errorf("the target answered with user %s, which is hands-off (managementMode CMS)", id)
+	}
+	return a.claim(id, it.ExternalID)
+}
+
+// claim records that target id is linked to ext in this run, refusing an id another entry owns.
+func (a *applier) claim(id, ext string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if other, ok := a.claimed[id]; ok && other != ext {
+		return fmt.Errorf("the target answered with user %s, which this run already linked to externalId %s", id, other)
+	}
+	var owner state.Link
+	var owned bool
+	err := a.e.store.View(func(v *state.View) error {
+		var err error
+		owner, owned, err = v.LinkByTarget(state.LinkUser, id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if owned && owner.ExternalID != ext {
+		return fmt.Errorf("the target answered with user %s, which scimsync manages for %s", id, owner.DN)
+	}
+	a.claimed[id] = ext
+	return nil
+}
+
+// adoptAfterConflict handles a 409 on create: the user exists (created by a run that died
+// before recording it, or by someone else). Look it up and adopt it if it is ours to take,
+// never loop on 409.
+func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
+	rl := newRemoteLookup(a.e.target, a.plan.payload)
+	rec, err := rl.byExternalID(ctx, it.ExternalID)
+	if err == nil && rec == nil {
+		rec, err = rl.byName(ctx, it.Name)
+	}
+	if err != nil {
+		return outcome{err: fmt.Errorf("create %q: 409, and the lookup failed: %w", it.Name, err)}
+	}
+	switch {
+	case rec == nil:
+		return outcome{err: fmt.Errorf("create %q: the target reports a conflict but no user with that externalId or userName", it.Name)}
+	case rec.ExternalID != "" && rec.ExternalID != it.ExternalID:
+		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, sanitize(rec.ExternalID))}
+	case rec.CMS:
+		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
+	}
+	if err := a.claim(rec.ID, it.ExternalID); err != nil {
+		return outcome{err: fmt.Errorf("create %q: 409: %w", it.Name, err)}
+	}
+	adopt := it
+	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID, true, nil
+	o := a.update(ctx, adopt)
+	o.noop = false
+	return o
+}
+
+// send writes an update's operations, or its PUT body for a target without PATCH.
+func (a *applier) send(ctx context.Context, it Item) (scimclient.Resource, error) {
+	if it.Operations != nil {
+		return a.e.target.Patch(ctx, scimclient.Users, it.TargetID, it.Operations, a.ifMatch(it.Version))
+	}
+	return a.e.target.Replace(ctx, scimclient.Users, it.TargetID, it.Body, a.ifMatch(it.Version))
+}
+
+func (a *applier) update(ctx context.Context, it Item) outcome {
+	var o outcome
+	if it.Operations != nil || it.Body != nil {
+		_, err := a.send(ctx, it)
+		if err != nil && a.retryable(err) {
+			o.replanned = true
+			again, write, perr := a.replan(ctx, it)
+			if perr != nil {
+				return outcome{replanned: true, err: fmt.Errorf("update %q: %w; planned again: %w", it.Name, err, perr)}
+			}
+			err = nil
+			if write {
+				_, err = a.send(ctx, again)
+			}
+			it = again
+		}
+		if err != nil {
+			return outcome{replanned: o.replanned, err: fmt.Errorf("update %q: %w", it.Name, err)}
+		}
+	}
+	var prior *state.Link
+	origin, action := state.OriginAdopted, "update"
+	err := a.e.store.View(func(v *state.View) error {
+		from := it.ExternalID
+		if it.Relink != nil {
+			from = it.Relink.From
+		}
+		l, ok, err := v.Link(state.LinkUser, from)
+		if ok {
+			prior, origin = &l, l.Origin
+		}
+		return err
+	})
+	if err != nil {
+		return outcome{err: err}
+	}
+	switch {
+	case it.Relink != nil:
+		action = "relink"
+	case it.Adopt:
+		action = "adopt"
+	}
+	now := a.e.now().UTC()
+	l := a.linkFor(it, it.TargetID, origin, prior, now)
+	o.commits = []state.Commit{}
+	if it.Relink != nil {
+		o.commits = append(o.commits, state.Commit{Kind: state.LinkUser, Link: state.Link{ExternalID: it.Relink.From}, Forget: true})
+	}
+	o.commits = append(o.commits, state.Commit{Kind: state.LinkUser, Link: l, Change: a.e.change(it, action)})
+	return o
+}
+
+// replan reads the user again and plans its operations anew from what it holds now, with the
+// same wanted values; write is false when it already holds them.
+func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
+	r, err := a.e.target.Get(ctx, scimclient.Users, it.TargetID)
+	if err != nil {
+		return it, false, err
+	}
+	rec := recordOf(a.plan.payload, r)
+	if rec.CMS {
+		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
+	}
+	if rec.ExternalID != "" && rec.ExternalID != it.ExternalID && (it.Relink == nil || rec.ExternalID != it.Relink.From) {
+		return it, false, fmt.Errorf("it now carries another externalId (%s)", sanitize(rec.ExternalID))
+	}
+	p := a.plan.payload
+	ops, result, err := scim.Diff(scim.UserIndex(), r.Doc, p.want(it.Values), p.managed)
+	if err != nil {
+		return it, false, err
+	}
+	it.Version, it.Operations, it.Body = r.ETag, nil, nil
+	if r.ETag != "" {
+		a.etag.Store(a.etag.Load() || a.plan.caps.ETag)
+	}
+	if len(ops) == 0 {
+		return it, false, nil
+	}
+	if a.plan.caps.Patch {
+		it.Operations = ops
+	} else {
+		it.Body = putBody(result)
+	}
+	a.e.log.Info("planned again after the target refused a write", zap.String("user", it.Name), zap.Int("operations", len(ops)))
+	return it, true, nil
+}
+
+func (a *applier) disable(ctx context.Context, it Item) outcome {
+	_, err := a.send(ctx, it)
+	if err != nil && a.retryable(err) {
+		again, write, perr := a.replanDisable(ctx, it)
+		if perr != nil {
+			err = perr
+		} else if err = nil; write {
+			_, err = a.send(ctx, again)
+		}
+	}
+	l, ok, lerr := a.currentLink(it.ExternalID)
+	if lerr != nil {
+		return outcome{err: lerr}
+	}
+	if scimclient.IsStatus(err, http.StatusNotFound) {
+		return outcome{noop: true, commits: []state.Commit{{Kind: state.LinkUser, Link: l, Forget: true, Change: a.e.change(it, "forget")}}}
+	}
+	if err != nil {
+		return outcome{err: fmt.Errorf("disable %q: %w", it.Name, err)}
+	}
+	if !ok {
+		l = state.Link{ExternalID: it.ExternalID, TargetID: it.TargetID, UserName: it.Name, DN: it.DN, Origin: state.OriginAdopted}
+	}
+	now := a.e.now().UTC()
+	l.DisabledAt, l.UpdatedAt = now, now
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: a.e.change(it, "disable")}}}
+}
+
+// replanDisable reads a user whose disable was refused and plans it again.
+func (a *applier) replanDisable(ctx context.Context, it Item) (Item, bool, error) {
+	r, err := a.e.target.Get(ctx, scimclient.Users, it.TargetID)
+	if err != nil {
+		return it, false, err
+	}
+	if recordOf(a.plan.payload, r).CMS {
+		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
+	}
+	active := paths[keyActive]
+	ops, result, err := scim.Diff(scim.UserIndex(), r.Doc, scim.Values{active: "false"}, []scim.AttrPath{active})
+	if err != nil {
+		return it, false, err
+	}
+	it.Version, it.Operations, it.Body = r.ETag, nil, nil
+	if len(ops) == 0 {
+		return it, false, nil
+	}
+	if a.plan.caps.Patch {
+		it.Operations = ops
+	} else {
+		it.Body = putBody(result)
+	}
+	return it, true, nil
+}
+
+func (a *applier) remove(ctx context.Context, it Item) outcome {
+	err := a.e.target.Delete(ctx, scimclient.Users, it.TargetID, a.ifMatch(it.Version))
+	if err != nil && a.retryable(err) {
+		var r scimclient.Resource
+		if r, err = a.e.target.Get(ctx, scimclient.Users, it.TargetID); err == nil {
+			if recordOf(a.plan.payload, r).CMS {
+				err = errors.New("it became hands-off (managementMode CMS) on the target")
+			} else {
+				err = a.e.target.Delete(ctx, scimclient.Users, it.TargetID, r.ETag)
+			}
+		}
+		if scimclient.IsStatus(err, http.StatusNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return outcome{err: fmt.Errorf("delete %q: %w", it.Name, err)}
+	}
+	l, _, lerr := a.currentLink(it.ExternalID)
+	if lerr != nil {
+		return outcome{err: lerr}
+	}
+	l.ExternalID = it.ExternalID
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Forget: true, Change: a.e.change(it, "delete")}}}
+}
+
+func (a *applier) currentLink(ext string) (state.Link, bool, error) {
+	var l state.Link
+	var ok bool
+	err := a.e.store.View(func(v *state.View) error {
+		var err error
+		l, ok, err = v.Link(state.LinkUser, ext)
+		return err
+	})
+	return l, ok, err
+}
+
+func (a *applier) linkFor(it Item, targetID string, origin state.Origin, prior *state.Link, now time.Time) state.Link {
+	l := state.Link{ExternalID: it.ExternalID, TargetID: targetID, UserName: it.Name, DN: it.DN,
+		Hash: hashValues(it.Values), Origin: origin, CreatedAt: now, UpdatedAt: now}
+	if it.UUID != "" && it.UUID != it.ExternalID {
+		l.SourceUUID = it.UUID
+	}
+	if prior != nil && !prior.CreatedAt.IsZero() {
+		l.CreatedAt = prior.CreatedAt
+	}
+	return l
+}
+
+// advanceCursor stores the directory cursor the plan's read ended at: every change it covers
+// has been applied and committed.
+func (a *applier) advanceCursor() error {
+	cu := a.plan.cursor
+	if cu == nil {
+		return nil
+	}
+	now := a.e.now().UTC()
+	c := cu.prior
+	if cu.cursor.Mechanism != "" {
+		data, err := cursorData(cu.cursor)
+		if err != nil {
+			return fmt.Errorf("sync: encode directory cursor: %w", err)
+		}
+		c.Data, c.UpdatedAt = data, now
+	}
+	if cu.full {
+		c.FullAt, c.Config = now, a.e.fingerprint
+	}
+	return a.e.store.SetCursor(cu.kind, c)
 }
 
 // RecordFailure stores a run that failed before it could plan (LDAP down, empty read), so
@@ -140,130 +663,17 @@ func (e *Engine) RecordFailure(started time.Time, cause error) error {
 	if errors.Is(cause, ErrEmptySource) {
 		result = "stopped"
 	}
-	return e.store.FinishRun(state.Run{ID: id, Started: started, Finished: e.now(), Result: result, Errors: []string{cause.Error()}})
+	return e.store.FinishRun(state.Run{ID: id, Started: started, Finished: e.now(), Result: result, Errors: []string{e.redact(cause.Error())}})
 }
 
-func (e *Engine) change(it Item, action string) state.Change {
-	ch := state.Change{At: e.now().UTC(), Action: action, ExternalID: it.ExternalID, UserName: it.UserName, TargetID: it.TargetID, By: "sync"}
+func (e *Engine) change(it Item, action string) *state.Change {
+	ch := &state.Change{At: e.now().UTC(), Kind: it.Kind.link(), Action: action, ExternalID: it.ExternalID, UserName: it.Name,
+		TargetID: it.TargetID, By: "sync"}
 	if len(it.Changes) > 0 {
 		ch.Old, ch.New = map[string]string{}, map[string]string{}
 		for _, d := range it.Changes {
 			ch.Old[d.Attribute], ch.New[d.Attribute] = d.Old, d.New
 		}
 	}
-	return ch
-}
-
-func (e *Engine) applyItem(ctx context.Context, runID uint64, it Item, caps scimclient.Capabilities) error {
-	payload := Payload{Extensions: caps.Extensions}
-	now := e.now().UTC()
-	switch it.Action {
-	case ActionCreate:
-		doc := payload.Document(*it.desired, nil)
-		created, err := e.target.CreateUser(ctx, doc)
-		if scimclient.IsStatus(err, http.StatusConflict) {
-			return e.adoptAfterConflict(ctx, runID, it, caps)
-		}
-		if err != nil {
-			return err
-		}
-		it.TargetID, _ = created["id"].(string)
-		if it.TargetID == "" {
-			return fmt.Errorf("sync: create %q: the target returned no id", it.UserName)
-		}
-		l := e.linkFor(it, state.OriginCreated, payload, now)
-		return e.store.Commit(runID, l, false, e.changeCreate(it, payload))
-	case ActionUpdate:
-		if len(it.Changes) > 0 {
-			if err := e.update(ctx, it, caps); err != nil {
-				return err
-			}
-		}
-		origin := state.OriginAdopted
-		if it.link != nil {
-			origin = it.link.Origin
-		}
-		action := "update"
-		if it.Adopt {
-			action = "adopt"
-		}
-		return e.store.Commit(runID, e.linkFor(it, origin, payload, now), false, e.change(it, action))
-	case ActionDisable:
-		err := e.update(ctx, it, caps)
-		if scimclient.IsStatus(err, http.StatusNotFound) {
-			return e.store.Commit(runID, *it.link, true, e.change(it, "forget"))
-		}
-		if err != nil {
-			return err
-		}
-		l := *it.link
-		l.DisabledAt, l.UpdatedAt = now, now
-		return e.store.Commit(runID, l, false, e.change(it, "disable"))
-	case ActionDelete:
-		if err := e.target.DeleteUser(ctx, it.TargetID); err != nil {
-			return err
-		}
-		return e.store.Commit(runID, *it.link, true, e.change(it, "delete"))
-	}
-	return nil
-}
-
-func (e *Engine) update(ctx context.Context, it Item, caps scimclient.Capabilities) error {
-	var err error
-	if caps.Patch {
-		err = e.target.PatchUser(ctx, it.TargetID, patchOps(it.Changes))
-	} else {
-		err = e.target.ReplaceUser(ctx, it.TargetID, applyDiffs(it.actual, it.Changes))
-	}
-	if err != nil {
-		return fmt.Errorf("sync: update %q: %w", it.UserName, err)
-	}
-	return nil
-}
-
-// adoptAfterConflict handles a 409 on create: the user exists (created by an earlier run that
-// died before committing, or by someone else). Look it up and adopt it, never loop on 409.
-func (e *Engine) adoptAfterConflict(ctx context.Context, runID uint64, it Item, caps scimclient.Capabilities) error {
-	payload := Payload{Extensions: caps.Extensions}
-	actual, err := e.target.FindUser(ctx, it.ExternalID, it.UserName)
-	if err != nil {
-		return fmt.Errorf("sync: create %q: 409, and the lookup failed: %w", it.UserName, err)
-	}
-	if actual == nil {
-		return fmt.Errorf("sync: create %q: the target reports a conflict but no user with that externalId or userName", it.UserName)
-	}
-	if other, _ := actual["externalId"].(string); other != "" && other != it.ExternalID {
-		return fmt.Errorf("sync: create %q: userName taken on the target by externalId %s", it.UserName, other)
-	}
-	if ext, ok := actual[scim.ScimsyncSchema].(map[string]any); ok && ext["managementMode"] == scim.ModeCMS {
-		return fmt.Errorf("sync: create %q: exists on the target with managementMode CMS; left alone", it.UserName)
-	}
-	it.TargetID, _ = actual["id"].(string)
-	it.actual = actual
-	it.Changes = payload.diff(e.mapping, *it.desired, actual)
-	if len(it.Changes) > 0 {
-		if err := e.update(ctx, it, caps); err != nil {
-			return err
-		}
-	}
-	it.Adopt = true
-	return e.store.Commit(runID, e.linkFor(it, state.OriginAdopted, payload, e.now().UTC()), false, e.change(it, "adopt"))
-}
-
-func (e *Engine) linkFor(it Item, origin state.Origin, payload Payload, now time.Time) state.Link {
-	l := state.Link{ExternalID: it.ExternalID, TargetID: it.TargetID, UserName: it.UserName, DN: it.DN,
-		Origin: origin, CreatedAt: now, UpdatedAt: now}
-	if it.link != nil && !it.link.CreatedAt.IsZero() {
-		l.CreatedAt = it.link.CreatedAt
-	}
-	if it.desired != nil {
-		l.Hash = hash(payload.values(*it.desired))
-	}
-	return l
-}
-
-func (e *Engine) changeCreate(it Item, payload Payload) state.Change {
-	ch := e.change(it, "create")
-	ch.New = payload.values(*it.desired)
 	return ch
 }

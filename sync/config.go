@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
@@ -31,6 +32,12 @@ type Config struct {
 	MaxDeprovision        int             `yaml:"max_deprovision"`
 	MaxDeprovisionPercent float64         `yaml:"max_deprovision_percent"`
 	Overrides             []OverrideRule  `yaml:"overrides"`
+	// FullReconcile is how often a run reads both sides in full and repairs drift; between
+	// them a run reads only the directory's changes and trusts state for the target.
+	FullReconcile config.Duration `yaml:"full_reconcile"`
+	// MaxRunTime bounds one run: past it no new write starts, and the next run goes on where
+	// this one stopped.
+	MaxRunTime config.Duration `yaml:"max_run_time"`
 }
 
 // OverrideRule makes matching users hands-off (CMS) or explicitly owned (DEFAULT). Exactly one
@@ -44,7 +51,8 @@ type OverrideRule struct {
 
 // DefaultConfig is the section's defaults: disable, never delete, stop above 10 users or 5 %.
 func DefaultConfig() Config {
-	return Config{Schedule: "@every 15m", Deprovision: DeprovisionDisable, MaxDeprovision: 10, MaxDeprovisionPercent: 5}
+	return Config{Schedule: "@every 15m", Deprovision: DeprovisionDisable, MaxDeprovision: 10, MaxDeprovisionPercent: 5,
+		FullReconcile: config.Duration(24 * time.Hour), MaxRunTime: config.Duration(time.Hour)}
 }
 
 // Validate reports every problem in the section.
@@ -63,6 +71,12 @@ func (c Config) Validate() config.Problems {
 	}
 	if c.MaxDeprovisionPercent < 0 || c.MaxDeprovisionPercent > 100 {
 		ps.Add("max_deprovision_percent", "must be between 0 and 100")
+	}
+	if c.FullReconcile.D() < 0 {
+		ps.Add("full_reconcile", "must be 0 (every run) or positive")
+	}
+	if c.MaxRunTime.D() < time.Minute {
+		ps.Add("max_run_time", "must be at least 1m")
 	}
 	for i, r := range c.Overrides {
 		p := fmt.Sprintf("overrides[%d]", i)

@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
-	"github.com/scimsync/scimsync/scimclient"
 )
 
 // MappingConfig is the `mapping:` section. It is merged over the target profile's mapping:
@@ -37,29 +35,6 @@ type Rule struct {
 	Email     bool   `yaml:"email,omitempty"`
 }
 
-// slot is where a mapping key lands in a SCIM User.
-type slot struct {
-	key  string
-	ext  string // schema URN for extension attributes, "" for core
-	attr string // attribute name
-	sub  string // sub-attribute of a complex attribute, or of the typed element
-	typ  string // element type of a multi-valued attribute (emails.work)
-}
-
-// path is the slot's RFC 7644 PATCH path.
-func (s slot) path() string {
-	p := s.attr
-	if s.typ != "" {
-		p = fmt.Sprintf("%s[type eq %q].%s", s.attr, s.typ, s.sub)
-	} else if s.sub != "" {
-		p += "." + s.sub
-	}
-	if s.ext != "" {
-		p = s.ext + ":" + p
-	}
-	return p
-}
-
 // Keys computed by the sync itself, not configurable.
 const (
 	keyExternalID = "externalId"
@@ -67,35 +42,36 @@ const (
 	keyActive     = "active"
 )
 
-var slots = func() map[string]slot {
-	m := map[string]slot{
-		keyExternalID: {key: keyExternalID, attr: "externalId"},
-		keyActive:     {key: keyActive, attr: "active"},
-		keyDN:         {key: keyDN, ext: scim.ScimsyncSchema, attr: "ldapUserDN"},
+// paths says where each mapping key lands in a SCIM User, in the shared attribute model.
+var paths = func() map[string]scim.AttrPath {
+	m := map[string]scim.AttrPath{
+		keyExternalID: {Attr: "externalId"},
+		keyActive:     {Attr: "active", Bool: true, Default: "true"},
+		keyDN:         {Ext: scim.ScimsyncSchema, Attr: "ldapUserDN"},
 	}
 	for _, a := range []string{"userName", "displayName", "nickName", "title", "userType", "preferredLanguage", "locale", "timezone", "profileUrl"} {
-		m[a] = slot{key: a, attr: a}
+		m[a] = scim.AttrPath{Attr: a}
 	}
 	for _, s := range []string{"givenName", "familyName", "middleName", "formatted", "honorificPrefix", "honorificSuffix"} {
-		m["name."+s] = slot{key: "name." + s, attr: "name", sub: s}
+		m["name."+s] = scim.AttrPath{Attr: "name", Sub: s}
 	}
 	for _, t := range []string{"work", "home", "other"} {
-		m["emails."+t] = slot{key: "emails." + t, attr: "emails", sub: "value", typ: t}
+		m["emails."+t] = scim.AttrPath{Attr: "emails", Sub: "value", Type: t}
 	}
 	for _, t := range []string{"work", "home", "mobile", "fax", "pager", "other"} {
-		m["phoneNumbers."+t] = slot{key: "phoneNumbers." + t, attr: "phoneNumbers", sub: "value", typ: t}
+		m["phoneNumbers."+t] = scim.AttrPath{Attr: "phoneNumbers", Sub: "value", Type: t}
 	}
 	for _, a := range []string{"employeeNumber", "costCenter", "organization", "division", "department"} {
-		m["enterprise."+a] = slot{key: "enterprise." + a, ext: scim.EnterpriseSchema, attr: a}
+		m["enterprise."+a] = scim.AttrPath{Ext: scim.EnterpriseSchema, Attr: a}
 	}
-	m["enterprise.manager"] = slot{key: "enterprise.manager", ext: scim.EnterpriseSchema, attr: "manager", sub: "value"}
-	m["description"] = slot{key: "description", ext: scim.ScimsyncSchema, attr: "description"}
+	m["enterprise.manager"] = scim.AttrPath{Ext: scim.EnterpriseSchema, Attr: "manager", Sub: "value"}
+	m["description"] = scim.AttrPath{Ext: scim.ScimsyncSchema, Attr: "description"}
 	return m
 }()
 
 func mappableKeys() []string {
 	var out []string
-	for k := range slots {
+	for k := range paths {
 		if k != keyExternalID && k != keyActive && k != keyDN {
 			out = append(out, k)
 		}
@@ -107,6 +83,7 @@ func mappableKeys() []string {
 // Mapping turns directory entries into desired SCIM users.
 type Mapping struct {
 	profile    Profile
+	cfg        MappingConfig
 	fields     []field
 	required   map[string]bool
 	rules      map[string]compiledRule
@@ -141,7 +118,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 			ps.Add("attributes."+k, "unknown SCIM attribute key (known: %s)", strings.Join(mappableKeys(), ", "))
 		}
 	}
-	m := &Mapping{profile: prof, required: map[string]bool{}, rules: map[string]compiledRule{}}
+	m := &Mapping{profile: prof, cfg: cfg, required: map[string]bool{}, rules: map[string]compiledRule{}}
 	keys := make([]string, 0, len(merged))
 	for k := range merged {
 		keys = append(keys, k)
@@ -210,7 +187,7 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 }
 
 func isMappable(k string) bool {
-	_, ok := slots[k]
+	_, ok := paths[k]
 	return ok && k != keyExternalID && k != keyActive && k != keyDN
 }
 
@@ -243,10 +220,11 @@ func (m *Mapping) Attributes() []string {
 
 // Desired is one user as the directory says it should be on the target.
 type Desired struct {
-	ExternalID string
-	DN         string
-	Values     map[string]string // mapping key -> value; absent keys are absent on the target
-	Active     bool              // false when the directory says the account is locked or disabled
+	ExternalID string            `json:"id"`
+	DN         string            `json:"dn"`
+	UUID       string            `json:"uuid,omitempty"` // the entry's UUID as deltas name it
+	Values     map[string]string `json:"v"`              // mapping key -> value; absent keys are absent on the target
+	Active     bool              `json:"active"`         // false when the directory says the account is locked or disabled
 }
 
 // UserName is the desired userName.
@@ -266,7 +244,7 @@ func (e *MapError) Error() string {
 
 // Map evaluates every field for e.
 func (m *Mapping) Map(e ldap.Entry) (Desired, *MapError) {
-	d := Desired{ExternalID: e.ID, DN: e.DN, Values: map[string]string{}, Active: m.disabledIf == nil || !m.disabledIf.Match(e)}
+	d := Desired{ExternalID: e.ID, DN: e.DN, UUID: e.UUID, Values: map[string]string{}, Active: m.disabledIf == nil || !m.disabledIf.Match(e)}
 	var merr *MapError
 	fail := func(attr, rule, problem string) {
 		if merr == nil {
@@ -325,235 +303,4 @@ func isOrAre(n int) string {
 		return "is"
 	}
 	return "are"
-}
-
-// readSlot reads a slot's value from a target user, as a string for comparison.
-func readSlot(doc scim.Doc, s slot) string {
-	obj := doc
-	if s.ext != "" {
-		e, _ := doc[s.ext].(map[string]any)
-		obj = e
-	}
-	if obj == nil {
-		return ""
-	}
-	v := obj[s.attr]
-	if s.typ != "" {
-		list, _ := v.([]any)
-		for _, el := range list {
-			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
-				return scalar(m[s.sub])
-			}
-		}
-		return ""
-	}
-	if s.sub != "" {
-		m, _ := v.(map[string]any)
-		return scalar(m[s.sub])
-	}
-	return scalar(v)
-}
-
-func scalar(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case bool:
-		return strconv.FormatBool(v)
-	}
-	return fmt.Sprint(v)
-}
-
-// Payload is what the sync sends, and to whom it may send which extensions.
-type Payload struct {
-	Extensions map[string]bool // declared by the target
-}
-
-func (p Payload) allowed(s slot) bool { return s.ext == "" || p.Extensions[s.ext] }
-
-// values returns every slot value of a desired user that may be sent, including the computed
-// externalId, ldapUserDN and active.
-func (p Payload) values(d Desired) map[string]string {
-	out := map[string]string{keyExternalID: d.ExternalID, keyActive: strconv.FormatBool(d.Active)}
-	if p.Extensions[scim.ScimsyncSchema] {
-		out[keyDN] = d.DN
-	}
-	for k, v := range d.Values {
-		if p.allowed(slots[k]) {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// Document builds the full SCIM User for a create (or a PUT, merged over the target's copy).
-func (p Payload) Document(d Desired, base scim.Doc) scim.Doc {
-	doc := scim.Doc{}
-	for k, v := range base {
-		doc[k] = v
-	}
-	schemas := []any{scim.UserSchema}
-	for _, ext := range []string{scim.EnterpriseSchema, scim.ScimsyncSchema} {
-		if p.Extensions[ext] {
-			schemas = append(schemas, ext)
-		}
-	}
-	doc["schemas"] = schemas
-	vals := p.values(d)
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		setSlot(doc, slots[k], vals[k])
-	}
-	if p.Extensions[scim.ScimsyncSchema] {
-		ext, _ := doc[scim.ScimsyncSchema].(map[string]any)
-		if ext["managementMode"] == nil {
-			ext["managementMode"] = scim.ModeDefault
-		}
-	}
-	return doc
-}
-
-func setSlot(doc scim.Doc, s slot, v string) {
-	obj := doc
-	if s.ext != "" {
-		e, _ := doc[s.ext].(map[string]any)
-		if e == nil {
-			e = map[string]any{}
-			doc[s.ext] = e
-		}
-		obj = e
-	}
-	var val any = v
-	if s.key == keyActive {
-		val = v == "true"
-	}
-	switch {
-	case s.typ != "":
-		list, _ := obj[s.attr].([]any)
-		for _, el := range list {
-			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
-				m[s.sub] = val
-				return
-			}
-		}
-		el := map[string]any{"type": s.typ, s.sub: val}
-		if len(list) == 0 {
-			el["primary"] = true
-		}
-		obj[s.attr] = append(list, el)
-	case s.sub != "":
-		m, _ := obj[s.attr].(map[string]any)
-		if m == nil {
-			m = map[string]any{}
-			obj[s.attr] = m
-		}
-		m[s.sub] = val
-	default:
-		obj[s.attr] = val
-	}
-}
-
-// Diff is one attribute's change.
-type Diff struct {
-	Attribute string `json:"attribute"`
-	Old       string `json:"old"`
-	New       string `json:"new"`
-}
-
-// diff compares what should be sent with the target's copy, over the mapped slots only:
-// attributes the mapping does not cover are never touched.
-func (p Payload) diff(m *Mapping, d Desired, actual scim.Doc) []Diff {
-	want := p.values(d)
-	keys := map[string]bool{}
-	for k := range want {
-		keys[k] = true
-	}
-	for _, f := range m.fields {
-		if p.allowed(slots[f.key]) {
-			keys[f.key] = true // mapped but now empty in the directory: remove on the target
-		}
-	}
-	var out []Diff
-	for k := range keys {
-		old := readSlot(actual, slots[k])
-		if k == keyActive && old == "" {
-			old = "true" // SCIM: an absent active reads as active
-		}
-		if old != want[k] {
-			out = append(out, Diff{Attribute: k, Old: old, New: want[k]})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Attribute < out[j].Attribute })
-	return out
-}
-
-// patchOps turns diffs into PATCH operations.
-func patchOps(diffs []Diff) []scimclient.PatchOp {
-	ops := make([]scimclient.PatchOp, 0, len(diffs))
-	for _, d := range diffs {
-		s := slots[d.Attribute]
-		switch {
-		case d.Attribute == keyActive:
-			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: s.path(), Value: d.New == "true"})
-		case d.New == "":
-			path := s.path()
-			if s.typ != "" {
-				path = fmt.Sprintf("%s[type eq %q]", s.attr, s.typ) // drop the whole typed element
-			}
-			ops = append(ops, scimclient.PatchOp{Op: "remove", Path: path})
-		default:
-			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: s.path(), Value: d.New})
-		}
-	}
-	return ops
-}
-
-// applyDiffs applies diffs to a copy of the target's user, for targets without PATCH (PUT).
-func applyDiffs(actual scim.Doc, diffs []Diff) scim.Doc {
-	doc := scim.CopyDoc(actual)
-	for _, d := range diffs {
-		s := slots[d.Attribute]
-		if d.New == "" && d.Attribute != keyActive {
-			clearSlot(doc, s)
-			continue
-		}
-		setSlot(doc, s, d.New)
-	}
-	delete(doc, "meta")
-	delete(doc, "groups")
-	return doc
-}
-
-func clearSlot(doc scim.Doc, s slot) {
-	obj := doc
-	if s.ext != "" {
-		obj, _ = doc[s.ext].(map[string]any)
-		if obj == nil {
-			return
-		}
-	}
-	switch {
-	case s.typ != "":
-		list, _ := obj[s.attr].([]any)
-		keep := list[:0:0]
-		for _, el := range list {
-			if m, ok := el.(map[string]any); ok && fmt.Sprint(m["type"]) == s.typ {
-				continue
-			}
-			keep = append(keep, el)
-		}
-		obj[s.attr] = keep
-	case s.sub != "":
-		if m, ok := obj[s.attr].(map[string]any); ok {
-			delete(m, s.sub)
-		}
-	default:
-		delete(obj, s.attr)
-	}
 }

@@ -20,7 +20,7 @@ type Sections struct {
 // its transport is not verified), the SCIM client (returned too, for its counters and
 // observers), the profile's mapping and the reconciler. wrap, when set, decorates the source
 // (the daemon counts entries read).
-func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) ldap.Source) (*Engine, *scimclient.Client, error) {
+func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(Source) Source) (*Engine, *scimclient.Client, error) {
 	src, err := ldap.New(s.LDAP)
 	if err != nil {
 		return nil, nil, err
@@ -36,11 +36,11 @@ func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(ldap.Source) l
 	if err := ps.Err(); err != nil {
 		return nil, nil, err
 	}
-	var source ldap.Source = src
+	var source Source = src
 	if wrap != nil {
 		source = wrap(src)
 	}
-	eng, err := New(s.Sync, mapping, source, tgt, st, log, Options{Concurrency: s.Target.Concurrency})
+	eng, err := New(s.Sync, mapping, source, tgt, st, log, Options{Concurrency: s.Target.Concurrency, Target: s.Target.URL})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -252,7 +252,7 @@ func TestProfilesAgainstEnforcingTargets(t *testing.T) {
 				t.Fatalf("the target rejected %d requests: %v", len(en.rejected), en.rejected)
 			}
 			invalid := map[string]string{}
-			for _, it := range plans[0].Items {
+			for _, it := range plans[0].Items() {
 				if it.Action == scimsync.ActionInvalid {
 					rdn := strings.SplitN(it.DN, ",", 2)[0]
 					invalid[rdn] = it.Attribute
@@ -262,7 +262,7 @@ func TestProfilesAgainstEnforcingTargets(t *testing.T) {
 				}
 			}
 			if tt.profile == "passbolt" {
-				for _, it := range plans[0].Items {
+				for _, it := range plans[0].Items() {
 					if strings.HasPrefix(it.DN, "employeeNumber=1004,") && !strings.Contains(it.Reason, "userName is required") {
 						t.Errorf("passbolt: the reason should also name userName (it is the email): %q", it.Reason)
 					}

@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/scimsync/scimsync/ldap"
-	"github.com/scimsync/scimsync/state"
 )
 
 func TestRuleChecks(t *testing.T) {
@@ -65,30 +64,53 @@ func TestProfileUserNames(t *testing.T) {
 
 func TestSuffixesAreStableAndFit(t *testing.T) {
 	m, _ := NewMapping("nuage-vsd", MappingConfig{})
-	mk := func(id, dn, name string) candidate {
-		return candidate{d: Desired{ExternalID: id, DN: dn, Values: map[string]string{"userName": name}}}
+	mk := func(id, dn, name string) Desired {
+		return Desired{ExternalID: id, DN: dn, Values: map[string]string{"userName": name}}
 	}
 	long := strings.Repeat("a", 32)
-	cands := []candidate{mk("1", "uid=b", long), mk("2", "uid=a", long), mk("3", "uid=c", long)}
-	keep, invalid := dedupe(cands, nil, m)
-	got := map[string]string{}
-	for _, c := range keep {
-		got[c.d.ExternalID] = c.d.UserName()
-		if utf8.RuneCountInString(c.d.UserName()) > 32 {
-			t.Fatalf("suffixed name too long: %q", c.d.UserName())
+	got, invalid := assignNames(m, []Desired{mk("1", "uid=b", long), mk("2", "uid=a", long), mk("3", "uid=c", long)}, nil)
+	for _, n := range got {
+		if utf8.RuneCountInString(n) > 32 {
+			t.Fatalf("suffixed name too long: %q", n)
 		}
 	}
 	if len(invalid) != 0 || got["2"] != long || got["1"] != long[:30]+"-2" || got["3"] != long[:30]+"-3" {
 		t.Fatalf("first assignment %v", got)
 	}
-	// next run: user 2 has left; the others keep their recorded names, nobody is renamed
-	links := map[string]state.Link{"1": {ExternalID: "1", UserName: got["1"]}, "3": {ExternalID: "3", UserName: got["3"]}}
-	keep, _ = dedupe([]candidate{mk("1", "uid=b", long), mk("3", "uid=c", long)}, links, m)
-	for _, c := range keep {
-		if c.d.UserName() != got[c.d.ExternalID] {
-			t.Fatalf("user %s renamed from %q to %q", c.d.ExternalID, got[c.d.ExternalID], c.d.UserName())
+	// next run: user 2 has left; the others keep their recorded names, nobody is renamed, whatever
+	// order the directory returns them in
+	links := map[string]string{"1": got["1"], "3": got["3"]}
+	again, _ := assignNames(m, []Desired{mk("3", "uid=c", long), mk("1", "uid=b", long)}, links)
+	for ext, n := range again {
+		if n != got[ext] {
+			t.Fatalf("user %s renamed from %q to %q", ext, got[ext], n)
 		}
 	}
+	// without suffixes the loser is invalid, and the linked user wins over the smaller DN
+	plain, _ := NewMapping("generic", MappingConfig{})
+	names, inv := assignNames(plain, []Desired{mk("9", "uid=a", "x"), mk("8", "uid=z", "x")}, map[string]string{"8": "x"})
+	if names["8"] != "x" || inv["9"].Rule != "unique" || !strings.Contains(inv["9"].Reason, "uid=z") {
+		t.Fatalf("linked user must win: %v %+v", names, inv)
+	}
+}
+
+// assignNames runs the name claims of a full read over ds (links: externalId -> linked name).
+func assignNames(m *Mapping, ds []Desired, links map[string]string) (map[string]string, map[string]Item) {
+	c := newClaims(m)
+	for _, d := range ds {
+		name, linked := links[d.ExternalID]
+		c.claim(d, linked, name)
+	}
+	c.resolve()
+	names, invalid := map[string]string{}, map[string]Item{}
+	for _, d := range ds {
+		if n, inv := c.result(d); inv != nil {
+			invalid[d.ExternalID] = *inv
+		} else {
+			names[d.ExternalID] = n
+		}
+	}
+	return names, invalid
 }
 
 var nuageUserName = regexp.MustCompile(`^[A-Za-z0-9-]{1,32}$`)
@@ -123,11 +145,11 @@ func FuzzProfiles(f *testing.F) {
 				}
 			}
 			if name == "nuage-vsd" {
-				twin := candidate{d: Desired{ExternalID: "id2", DN: "uid=y", Values: map[string]string{"userName": d.UserName()}}}
-				keep, _ := dedupe([]candidate{{d: d}, twin}, nil, m)
-				for _, c := range keep {
-					if !nuageUserName.MatchString(c.d.UserName()) {
-						t.Fatalf("nuage userName %q breaks the rule", c.d.UserName())
+				twin := Desired{ExternalID: "id2", DN: "uid=y", Values: map[string]string{"userName": d.UserName()}}
+				names, _ := assignNames(m, []Desired{d, twin}, nil)
+				for _, n := range names {
+					if !nuageUserName.MatchString(n) {
+						t.Fatalf("nuage userName %q breaks the rule", n)
 					}
 				}
 				if d.Values["name.givenName"] == "" || d.Values["emails.work"] == "" {

@@ -229,8 +229,14 @@ func TestInitialSyncThenSecondRunSendsNoWrites(t *testing.T) {
 	}
 	e.resetLog()
 	plan, _ = e.mustRun(runOpts{})
-	if w := e.writeLog(); len(w) != 0 || plan.Unchanged != 30 || plan.Pending() {
+	if w := e.writeLog(); len(w) != 0 || plan.Mode != "delta" || plan.Read.Entries != 0 || plan.Pending() {
 		t.Fatalf("second run wrote %v; %s", w, scimsync.SummaryLine(plan))
+	}
+	// a full reconcile finds every user as it should be
+	e.resetLog()
+	plan, _ = e.mustRun(runOpts{plan: scimsync.PlanOptions{Full: true}})
+	if w := e.writeLog(); len(w) != 0 || plan.Mode != "full" || plan.Unchanged != 30 || plan.Pending() {
+		t.Fatalf("full reconcile wrote %v; %s", w, scimsync.SummaryLine(plan))
 	}
 }
 
@@ -243,9 +249,9 @@ func TestOneAttributeChangedIsExactlyOneUpdate(t *testing.T) {
 	if w := e.writeLog(); len(w) != 1 || countWrites(w, "PATCH") != 1 {
 		t.Fatalf("writes %v", w)
 	}
-	it := plan.Items[0]
+	it := plan.Items()[0]
 	if it.Action != scimsync.ActionUpdate || len(it.Changes) != 1 || it.Changes[0].Attribute != "title" || it.Changes[0].New != "Engineer" {
-		t.Fatalf("plan %+v", plan.Items)
+		t.Fatalf("plan %+v", plan.Items())
 	}
 	if e.targetUsers()[slapdtest.UUID(4)]["title"] != "Engineer" {
 		t.Fatal("title not on target")
@@ -309,13 +315,13 @@ func TestPreexistingTargetUserIsAdopted(t *testing.T) {
 	}
 	plan, _ := e.mustRun(runOpts{})
 	var adopted *scimsync.Item
-	for i, it := range plan.Items {
-		if it.UserName == "user001" {
-			adopted = &plan.Items[i]
+	for i, it := range plan.Items() {
+		if it.Name == "user001" {
+			adopted = &plan.Items()[i]
 		}
 	}
 	if adopted == nil || adopted.Action != scimsync.ActionUpdate || !adopted.Adopt || adopted.MatchedBy != "userName" {
-		t.Fatalf("plan %+v", plan.Items)
+		t.Fatalf("plan %+v", plan.Items())
 	}
 	users := e.targetUsers()
 	if len(users) != 6 || users[slapdtest.UUID(1)]["nickName"] != "Keep me" {
@@ -357,14 +363,14 @@ func TestHandsOffUsersAreNeverTouched(t *testing.T) {
 	e.resetLog()
 	plan, _ := e.mustRun(runOpts{sync: rules})
 	skipped := map[string]string{}
-	for _, it := range plan.Items {
+	for _, it := range plan.Items() {
 		if it.Action == scimsync.ActionSkip {
-			skipped[it.UserName] = it.Reason
+			skipped[it.Name] = it.Reason
 		}
 	}
 	for _, n := range []string{"user001", "user002", "user003", "user004"} {
 		if skipped[n] == "" {
-			t.Errorf("%s not skipped: %+v", n, plan.Items)
+			t.Errorf("%s not skipped: %+v", n, plan.Items())
 		}
 	}
 	if w := e.writeLog(); len(w) != 1 {
@@ -491,13 +497,13 @@ func TestUnmappableEntryIsInvalidAndNeverDeprovisioned(t *testing.T) {
 	e.resetLog()
 	plan, _ := e.mustRun(runOpts{mapping: requireMail})
 	var inv *scimsync.Item
-	for i, it := range plan.Items {
+	for i, it := range plan.Items() {
 		if it.Action == scimsync.ActionInvalid {
-			inv = &plan.Items[i]
+			inv = &plan.Items()[i]
 		}
 	}
 	if inv == nil || inv.Attribute != "emails.work" || !strings.Contains(inv.Reason, "mail") || inv.DN != "uid=user003,"+slapdtest.People {
-		t.Fatalf("invalid item: %+v", plan.Items)
+		t.Fatalf("invalid item: %+v", plan.Items())
 	}
 	if w := e.writeLog(); len(w) != 0 || plan.Summary[scimsync.ActionDisable] != 0 {
 		t.Fatalf("unmappable entry was deprovisioned: %v", w)
@@ -514,8 +520,8 @@ func TestUnmappableEntryIsInvalidAndNeverDeprovisioned(t *testing.T) {
 func TestSingleUserOnDemand(t *testing.T) {
 	e := newEnv(t, 5)
 	plan, res := e.mustRun(runOpts{plan: scimsync.PlanOptions{OnlyUser: "USER004"}})
-	if len(plan.Items) != 1 || plan.Items[0].UserName != "user004" || res.Done[scimsync.ActionCreate] != 1 || len(e.targetUsers()) != 1 {
-		t.Fatalf("plan %+v", plan.Items)
+	if len(plan.Items()) != 1 || plan.Items()[0].Name != "user004" || res.Done[scimsync.ActionCreate] != 1 || len(e.targetUsers()) != 1 {
+		t.Fatalf("plan %+v", plan.Items())
 	}
 	_, _, err := e.run(runOpts{plan: scimsync.PlanOptions{OnlyUser: "nobody"}})
 	if !errors.Is(err, scimsync.ErrUserNotFound) {

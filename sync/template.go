@@ -355,3 +355,26 @@ func (t *Template) Eval(e ldap.Entry) (value string, ok bool, missing []string) 
 
 // String is the template's source.
 func (t *Template) String() string { return t.src }
+
+// EqualityAttributes returns the attributes whose value the template's result equals, up to
+// case, when the template is one placeholder of attribute alternatives with only case
+// functions ({uid ?? sAMAccountName}, {mail | lower}): a directory can then be asked for the
+// entry producing a given value with an equality filter. ok is false for anything else.
+func (t *Template) EqualityAttributes() (attrs []string, ok bool) {
+	if len(t.parts) != 1 || t.parts[0].ph == nil {
+		return nil, false
+	}
+	ph := t.parts[0].ph
+	for _, f := range ph.funcs {
+		if f.name != "lower" && f.name != "upper" {
+			return nil, false
+		}
+	}
+	for _, term := range ph.terms {
+		if term.isLit {
+			return nil, false
+		}
+		attrs = append(attrs, term.attr)
+	}
+	return attrs, len(attrs) > 0
+}

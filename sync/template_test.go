@@ -1,11 +1,13 @@
 package sync
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/scimsync/scimsync/ldap"
+	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
 )
 
@@ -98,18 +100,25 @@ func TestDeprovisionLimit(t *testing.T) {
 	e := &Engine{cfg: DefaultConfig()}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &Plan{Known: tt.known}
+			p := newPlan("full")
+			defer p.Close()
+			p.Known = tt.known
 			for i := 0; i < tt.removed; i++ {
-				p.Items = append(p.Items, Item{Action: ActionDisable})
+				if err := p.add(Item{Action: ActionDisable, Name: fmt.Sprint(i)}); err != nil {
+					t.Fatal(err)
+				}
 			}
-			e.checkLimits(p, tt.allow)
+			e.checkLimits(p, 0, tt.allow)
 			if (p.Blocked != nil) != tt.blocked {
 				t.Fatalf("blocked=%v, want %v", p.Blocked != nil, tt.blocked)
 			}
-			for _, it := range p.Items {
+			for _, it := range p.Items() {
 				if it.Blocked != tt.blocked {
 					t.Fatal("items not marked consistently")
 				}
+			}
+			if p.Pending() == tt.blocked {
+				t.Fatalf("pending=%v with blocked=%v", p.Pending(), tt.blocked)
 			}
 		})
 	}
@@ -132,7 +141,7 @@ func TestRulesOrder(t *testing.T) {
 		{"b", "uid=b,ou=people,dc=example,dc=org", map[string]state.Override{"b": {Mode: state.ModeCMS}}, true},
 	}
 	for _, tt := range tests {
-		if off, why := e.handsOff(tt.user, tt.dn, nil, nil, tt.overrides); off != tt.off {
+		if off, why := e.handsOff(tt.user, tt.dn, nil, false, tt.overrides); off != tt.off {
 			t.Errorf("%s %s: off=%v (%s)", tt.user, tt.dn, off, why)
 		}
 	}
@@ -170,8 +179,11 @@ func FuzzMapping(f *testing.F) {
 			t.Fatal("a required userName mapped to empty without an error")
 		}
 		if merr == nil {
-			p := Payload{Extensions: map[string]bool{}}
-			_ = p.Document(d, nil)
+			p, _ := newPayload(m, scimclient.Capabilities{})
+			doc := p.document(p.values(d))
+			if doc["userName"] != d.UserName() {
+				t.Fatalf("created document carries userName %v, want %q", doc["userName"], d.UserName())
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,16 +9,35 @@ import (
 	"text/tabwriter"
 )
 
-// WriteText prints the plan as a per-user table with attribute diffs and a summary line.
+// WriteText prints the plan: a line per resource with its reason, the attribute changes a person
+// reads, and the exact operations that will be sent.
 func WriteText(w io.Writer, p *Plan) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if len(p.Items) > 0 {
-		fmt.Fprintln(tw, "ACTION\tUSER\tDETAIL")
+	bw := bufio.NewWriter(w)
+	for _, n := range p.Notices {
+		fmt.Fprintf(bw, "note: %s\n", n)
 	}
-	for _, it := range p.Items {
+	if p.Read.Fallback != "" {
+		fmt.Fprintf(bw, "note: the directory was read in full: %s\n", p.Read.Fallback)
+	}
+	if p.Read.Warning != "" {
+		fmt.Fprintf(bw, "note: %s\n", p.Read.Warning)
+	}
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	header := false
+	err := p.Each(func(it Item) error {
+		if it.Action == ActionRefresh {
+			return nil // state only: counted in the summary
+		}
+		if !header {
+			fmt.Fprintln(tw, "ACTION\tKIND\tNAME\tDETAIL")
+			header = true
+		}
 		action := string(it.Action)
 		if it.Adopt {
 			action += " (adopt)"
+		}
+		if it.Relink != nil {
+			action += " (re-link)"
 		}
 		if it.Blocked {
 			action += " [blocked]"
@@ -31,26 +51,51 @@ func WriteText(w io.Writer, p *Plan) error {
 				detail = it.DN
 			}
 		}
-		user := it.UserName
-		if user == "" {
-			user = "-" // an entry that could not be mapped has no userName yet
+		name := it.Name
+		if name == "" {
+			name = "-" // an entry that could not be mapped has no name yet
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", action, user, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", action, it.Kind, name, oneLine(detail))
 		for _, d := range it.Changes {
-			fmt.Fprintf(tw, "\t\t  %s: %s → %s\n", d.Attribute, quote(d.Old), quote(d.New))
+			fmt.Fprintf(tw, "\t\t\t  %s: %s → %s\n", d.Attribute, quote(d.Old), quote(d.New))
 		}
+		for _, op := range it.Operations {
+			v := ""
+			if op.Value != nil {
+				raw, _ := json.Marshal(op.Value)
+				v = " " + string(raw)
+			}
+			fmt.Fprintf(tw, "\t\t\t  PATCH %s %s%s\n", op.Op, op.Path, v)
+		}
+		if it.Body != nil && it.Action == ActionUpdate {
+			fmt.Fprintf(tw, "\t\t\t  PUT (the target has no PATCH): the whole user\n")
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	for _, warn := range p.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", warn)
+		fmt.Fprintf(bw, "warning: %s\n", warn)
 	}
 	if p.Blocked != nil {
-		fmt.Fprintf(w, "STOPPED: %s\n", p.Blocked.Message)
+		fmt.Fprintf(bw, "STOPPED: %s\n", p.Blocked.Message)
 	}
-	_, err := fmt.Fprintln(w, SummaryLine(p))
-	return err
+	fmt.Fprintln(bw, SummaryLine(p))
+	return bw.Flush()
+}
+
+// oneLine keeps a reason on its line whatever a target put in it.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func quote(s string) string {
@@ -62,17 +107,54 @@ func quote(s string) string {
 
 // SummaryLine is the one-line count of the plan.
 func SummaryLine(p *Plan) string {
-	return fmt.Sprintf("Plan: %d to create, %d to update, %d to disable, %d to delete, %d skipped, %d invalid, %d unchanged "+
-		"(directory %d, target %d, managed %d).",
-		p.Summary[ActionCreate], p.Summary[ActionUpdate], p.Summary[ActionDisable], p.Summary[ActionDelete],
-		p.Summary[ActionSkip], p.Summary[ActionInvalid], p.Unchanged, p.Source, p.Target, p.Known)
+	target := fmt.Sprint(p.Target)
+	if p.Target < 0 {
+		target = "not listed"
+	}
+	s := fmt.Sprintf("Plan (%s, %s): %d to create, %d to update, %d to disable, %d to delete, %d skipped, %d invalid, %d unchanged "+
+		"(directory %d, target %s, managed %d).",
+		p.Mode, p.Read.Mechanism, p.Summary[ActionCreate], p.Summary[ActionUpdate], p.Summary[ActionDisable], p.Summary[ActionDelete],
+		p.Summary[ActionSkip], p.Summary[ActionInvalid], p.Unchanged, p.Source, target, p.Known)
+	if g := p.Kinds[KindGroup]; len(g) > 0 {
+		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid.",
+			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid])
+	}
+	return s
 }
 
-// WriteJSON prints the plan as JSON (format_version 1).
+// WriteJSON prints the plan as one JSON document (format_version 2), streaming its items.
 func WriteJSON(w io.Writer, p *Plan) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(p)
+	bw := bufio.NewWriter(w)
+	head, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	// the header is the plan's fields; its items follow in the same object
+	head = head[:len(head)-2] // drop "\n}"
+	bw.Write(head)
+	bw.WriteString(",\n  \"items\": [")
+	n := 0
+	err = p.Each(func(it Item) error {
+		raw, err := json.MarshalIndent(it, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n    ")
+		bw.Write(raw)
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush()
 }
 
 // ResultLine summarises an applied run.
@@ -85,5 +167,18 @@ func ResultLine(r *Result) string {
 	if len(r.Failed) > 0 {
 		s += fmt.Sprintf(", %d failed", len(r.Failed))
 	}
+	if r.Stopped != "" {
+		s += "; stopped: " + r.Stopped
+	}
 	return s + "."
+}
+
+// sanitize makes target-provided text safe to print and store: one line, no control
+// characters, bounded.
+func sanitize(s string) string {
+	s = oneLine(s)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }

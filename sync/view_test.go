@@ -5,24 +5,42 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/scimsync/scimsync/scim"
 )
 
-func samplePlan() *Plan {
-	p := &Plan{FormatVersion: FormatVersion, Summary: map[Action]int{}, Unchanged: 17, Source: 23, Target: 20, Known: 20,
-		Warnings: []string{"mapping enterprise.department is not sent: the target does not declare urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"},
-		Items: []Item{
-			{Action: ActionCreate, UserName: "zoe", ExternalID: "u-20", DN: "uid=zoe,ou=people,dc=example,dc=org"},
-			{Action: ActionUpdate, UserName: "alice", ExternalID: "u-1", TargetID: "t-1", MatchedBy: "link",
-				Changes: []Diff{{Attribute: "title", Old: "Engineer", New: "Principal Engineer"}, {Attribute: "emails.work", Old: "", New: "alice@example.org"}}},
-			{Action: ActionUpdate, UserName: "bob", ExternalID: "u-2", TargetID: "t-2", Adopt: true, MatchedBy: "userName",
-				Reason: "exists on the target (matched by userName): adopting"},
-			{Action: ActionDisable, UserName: "mallory", ExternalID: "u-9", TargetID: "t-9", Reason: "gone from the directory",
-				Changes: []Diff{{Attribute: "active", Old: "true", New: "false"}}},
-			{Action: ActionSkip, UserName: "svc-backup", ExternalID: "u-90", Reason: "managementMode CMS from sync.overrides[0]"},
-			{Action: ActionInvalid, DN: "cn=Nameless Person,ou=people,dc=example,dc=org", ExternalID: "u-91", Attribute: "userName",
-				Rule: "required", Reason: "userName is required but uid is missing"},
-		}}
-	p.finish()
+func samplePlan(t *testing.T) *Plan {
+	p := newPlan("delta")
+	t.Cleanup(func() { _ = p.Close() })
+	p.Unchanged, p.Source, p.Target, p.Known = 17, 23, -1, 20
+	p.Read = ReadInfo{Mechanism: "syncrepl", Entries: 23}
+	p.Warnings = []string{"mapping enterprise.department is not sent: the target does not declare urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"}
+	for _, it := range []Item{
+		{Action: ActionCreate, Name: "zoe", ExternalID: "u-20", DN: "uid=zoe,ou=people,dc=example,dc=org",
+			Values: map[string]string{"userName": "zoe", "externalId": "u-20", "active": "true"},
+			Body:   map[string]any{"schemas": []any{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "zoe", "externalId": "u-20", "active": true}},
+		{Action: ActionUpdate, Name: "alice", ExternalID: "u-1", TargetID: "t-1", MatchedBy: "link", Version: `W/"3"`,
+			Changes: []Diff{{Attribute: "emails.work", Old: "", New: "alice@example.org"}, {Attribute: "title", Old: "Engineer", New: "Principal Engineer"}},
+			Operations: []scim.PatchOp{
+				{Op: "add", Path: "emails", Value: []any{map[string]any{"type": "work", "value": "alice@example.org", "primary": true}}},
+				{Op: "replace", Path: "title", Value: "Principal Engineer"}}},
+		{Action: ActionUpdate, Name: "bob", ExternalID: "u-2", TargetID: "t-2", Adopt: true, MatchedBy: "userName",
+			Reason: "exists on the target (matched by userName): adopting"},
+		{Action: ActionUpdate, Name: "carol", ExternalID: "u-30", TargetID: "t-3", MatchedBy: "userName",
+			Relink: &Relink{From: "u-3", To: "u-30"}, Reason: "re-linked: externalId u-3 → u-30 (the old directory entry is gone)",
+			Changes:    []Diff{{Attribute: "externalId", Old: "u-3", New: "u-30"}},
+			Operations: []scim.PatchOp{{Op: "replace", Path: "externalId", Value: "u-30"}}},
+		{Action: ActionDisable, Name: "mallory", ExternalID: "u-9", TargetID: "t-9", Reason: "gone from the directory",
+			Changes:    []Diff{{Attribute: "active", Old: "true", New: "false"}},
+			Operations: []scim.PatchOp{{Op: "replace", Path: "active", Value: false}}},
+		{Action: ActionSkip, Name: "svc-backup", ExternalID: "u-90", Reason: "managementMode CMS from sync.overrides[0]"},
+		{Action: ActionInvalid, DN: "cn=Nameless Person,ou=people,dc=example,dc=org", ExternalID: "u-91", Attribute: "userName",
+			Rule: "required", Reason: "userName is required but uid is missing"},
+	} {
+		if err := p.add(it); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return p
 }
 
@@ -34,7 +52,7 @@ func TestPlanViewsGolden(t *testing.T) {
 		"plan.json": func(b *bytes.Buffer, p *Plan) error { return WriteJSON(b, p) },
 	} {
 		var got bytes.Buffer
-		if err := write(&got, samplePlan()); err != nil {
+		if err := write(&got, samplePlan(t)); err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join("testdata", name)

@@ -298,18 +298,18 @@ state:
 		t.Fatalf("check: %d %s", code, out)
 	}
 	out, code = runCLI(t, "sync", "--config", syncCfg, "--dry-run")
-	if code != exitPending || !strings.Contains(out, "Plan: 15 to create") {
+	if code != exitPending || !strings.Contains(out, "): 15 to create") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sync.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("dry run created the state file")
 	}
 	out, code = runCLI(t, "sync", "--config", syncCfg, "--output", "json")
-	if code != 0 || !strings.Contains(out, `"format_version": 1`) {
+	if code != 0 || !strings.Contains(out, `"format_version": 2`) {
 		t.Fatalf("sync: exit %d\n%s", code, out)
 	}
 	out, code = runCLI(t, "sync", "--config", syncCfg, "--dry-run")
-	if code != 0 || !strings.Contains(out, "15 unchanged") {
+	if code != 0 || !strings.Contains(out, "Plan (delta, syncrepl): 0 to create, 0 to update") {
 		t.Fatalf("second dry run: exit %d\n%s", code, out)
 	}
 	out, code = runCLI(t, "status", "--config", syncCfg)

@@ -69,6 +69,7 @@ func syncOnce(ctx context.Context, cfg *fileConfig, f syncFlags, log *zap.Logger
 		}
 		return err
 	}
+	defer plan.Close()
 	if f.user != "" && f.output == "text" {
 		writeSteps(stdout, plan)
 	} else if err := writePlan(stdout, plan, f.output); err != nil {
@@ -124,12 +125,12 @@ func writePlan(w io.Writer, plan *sync.Plan, format string) error {
 
 // writeSteps prints the on-demand trace of one user: found, mapped, matched, action.
 func writeSteps(w io.Writer, plan *sync.Plan) {
-	for _, it := range plan.Items {
+	for _, it := range plan.Items() {
 		fmt.Fprintf(w, "found:   %s (externalId %s)\n", it.DN, it.ExternalID)
 		if it.Action == sync.ActionInvalid {
 			fmt.Fprintf(w, "mapped:  no: %s breaks %q: %s\n", it.Attribute, it.Rule, it.Reason)
 		} else {
-			fmt.Fprintf(w, "mapped:  userName %q\n", it.UserName)
+			fmt.Fprintf(w, "mapped:  userName %q\n", it.Name)
 		}
 		switch {
 		case it.TargetID == "":
@@ -146,7 +147,7 @@ func writeSteps(w io.Writer, plan *sync.Plan) {
 			fmt.Fprintf(w, "           %s: %q → %q\n", d.Attribute, d.Old, d.New)
 		}
 	}
-	if len(plan.Items) == 0 {
+	if len(plan.Items()) == 0 {
 		fmt.Fprintln(w, "action:  none (already up to date)")
 	}
 }

@@ -1,0 +1,701 @@
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scimsync/scimsync/ldap"
+	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
+	"github.com/scimsync/scimsync/state"
+)
+
+// planner is one run's planning: a sequence of small phases over lookups (state by externalId,
+// userName, target id and source UUID; the target by id, externalId and userName), fed by a
+// full directory read or a delta.
+//
+//	recover   intents of writes a killed run may have sent       (state, target)
+//	list      the target, when reconciling in full               (target)
+//	read      the directory: map, claim names, remember deletes  (source)
+//	plan      each mapped user: match, hands-off, diff           (state, target)
+//	gone      links whose entry is gone: deprovision             (state, target)
+//	check     safety limits on the plan's counts
+type planner struct {
+	e         *Engine
+	ctx       context.Context
+	v         *state.View
+	plan      *Plan
+	opts      PlanOptions
+	pay       payload
+	overrides map[string]state.Override
+	target    targetLookup
+	reconcile bool // the target was listed: compare with it, repair drift
+
+	overlay  map[string]*state.Link // links recovered from intents (nil value: forgotten)
+	claims   *claims
+	desired  desiredSpool
+	seen     map[string]bool   // external ids of every entry read (valid or not)
+	deletes  []ldap.Entry      // entries a delta says are gone
+	relinked map[string]bool   // external ids of links taken over by a new entry
+	taken    map[string]string // target id -> the external id of the entry that matched it
+	relinks  int
+	missing  int // created users the target's listing lacks
+	readFull bool
+}
+
+// Plan reads directory, state and target and decides. It writes nothing anywhere.
+func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
+	if opts.OnlyUser != "" {
+		return e.planOne(ctx, opts)
+	}
+	var plan *Plan
+	err := e.store.View(func(v *state.View) error {
+		p, err := e.newPlanner(ctx, v, opts)
+		if err != nil {
+			return err
+		}
+		plan = p.plan
+		return p.run()
+	})
+	if err != nil {
+		_ = plan.Close()
+		return nil, err
+	}
+	return plan, nil
+}
+
+func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions) (*planner, error) {
+	overrides, err := e.store.Overrides()
+	if err != nil {
+		return nil, err
+	}
+	caps, err := e.target.Discover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sync: %w: discover: %w", ErrTargetFailed, err)
+	}
+	pay, warnings := newPayload(e.mapping, caps)
+	p := &planner{e: e, ctx: ctx, v: v, opts: opts, pay: pay, overrides: overrides,
+		overlay: map[string]*state.Link{}, claims: newClaims(e.mapping), seen: map[string]bool{}, relinked: map[string]bool{},
+		taken: map[string]string{}}
+	p.plan = newPlan("delta")
+	p.plan.Warnings = warnings
+	p.plan.caps, p.plan.payload = caps, pay
+	p.plan.Known = v.CountLinks(state.LinkUser)
+	return p, nil
+}
+
+// link returns the link of ext as this run sees it: state, corrected by recovered intents.
+func (p *planner) link(ext string) (state.Link, bool, error) {
+	if l, ok := p.overlay[ext]; ok {
+		if l == nil {
+			return state.Link{}, false, nil
+		}
+		return *l, true, nil
+	}
+	return p.v.Link(state.LinkUser, ext)
+}
+
+func (p *planner) run() error {
+	cur, hasCursor, err := p.v.Cursor(state.LinkUser)
+	if err != nil {
+		return err
+	}
+	var ldapCur *ldap.Cursor
+	if hasCursor && len(cur.Data) > 0 {
+		c, err := ldap.DecodeCursor(cur.Data)
+		if err != nil {
+			p.e.log.Warn("stored directory cursor unreadable; reading in full", zap.Error(err))
+		} else {
+			ldapCur = &c
+		}
+	}
+	due := p.e.cfg.FullReconcile.D() == 0 || cur.FullAt.IsZero() || p.e.now().Sub(cur.FullAt) >= p.e.cfg.FullReconcile.D()
+	changed := cur.Config != p.e.fingerprint
+	p.reconcile = p.opts.Full || due || changed || ldapCur == nil || p.plan.Known == 0
+	if changed && hasCursor {
+		p.plan.Notices = append(p.plan.Notices, "the configuration changed since the last full reconcile (mapping, override rules, deprovisioning or target): reading both sides in full")
+	}
+	if p.reconcile {
+		p.plan.Mode = "full"
+		ldapCur = nil
+	}
+
+	if err := p.recoverIntents(); err != nil {
+		return err
+	}
+	if p.reconcile {
+		ix, err := listTarget(p.ctx, p.e.target, p.pay)
+		if err != nil {
+			return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
+		}
+		p.target = ix
+		p.plan.Target = len(ix.byIDs)
+	} else {
+		p.target = newRemoteLookup(p.e.target, p.pay)
+		p.plan.Target = -1
+		p.claims.held = p.heldName
+	}
+
+	q := p.e.source.UserQuery(p.e.mapping.Attributes())
+	res, err := p.e.source.Read(p.ctx, q, ldapCur, p.read)
+	defer p.desired.close()
+	if err != nil {
+		var rerr readError
+		if errors.As(err, &rerr) {
+			return rerr.err
+		}
+		return fmt.Errorf("sync: %w: %w", ErrSourceFailed, err)
+	}
+	p.readFull = res.Full
+	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: p.plan.Source}
+	if res.Fallback != "" {
+		p.e.log.Info("directory read in full", zap.String("reason", res.Fallback))
+	}
+	if res.Cursor.Mechanism != "" {
+		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur}
+	} else if p.reconcile {
+		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, full: true, prior: cur}
+	}
+	if res.Full && len(p.seen) == 0 && p.plan.Known > 0 {
+		return fmt.Errorf("sync: %w", ErrEmptySource)
+	}
+
+	p.claims.resolve()
+	if err := p.desired.each(func(sd spooledDesired) error {
+		var entry *ldap.Entry
+		if sd.Entry != nil {
+			entry = &ldap.Entry{DN: sd.D.DN, ID: sd.D.ExternalID, Attrs: sd.Entry.Attrs}
+		}
+		return p.planUser(sd.D, entry)
+	}); err != nil {
+		return err
+	}
+	if err := p.gone(); err != nil {
+		return err
+	}
+	if p.reconcile {
+		p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
+	}
+	if p.plan.Blocked == nil {
+		p.e.checkLimits(p.plan, p.relinks, p.opts.AllowDeprovision)
+	}
+	return nil
+}
+
+// readError carries an error of the planner's own out of the directory read unchanged.
+type readError struct{ err error }
+
+func (r readError) Error() string { return r.err.Error() }
+
+// read is pass 1: every change the directory reports.
+func (p *planner) read(ch ldap.Change) error {
+	switch ch.Kind {
+	case ldap.ChangeDelete:
+		p.deletes = append(p.deletes, ch.Entry)
+		return nil
+	case ldap.ChangePresent:
+		if ch.Entry.ID != "" {
+			p.seen[ch.Entry.ID] = true
+		}
+		if l, ok, err := p.v.LinkByUUID(state.LinkUser, ch.Entry.UUID); err == nil && ok {
+			p.seen[l.ExternalID] = true
+		}
+		return nil
+	}
+	p.plan.Source++
+	en := ch.Entry
+	if en.ID != "" {
+		p.seen[en.ID] = true
+	}
+	d, merr := p.e.mapping.Map(en)
+	if merr != nil {
+		// a hands-off user is someone else's business even when it cannot be mapped
+		if off, why := p.e.handsOff(en.First("uid"), en.DN, &en, false, p.overrides); off {
+			return p.add(Item{Action: ActionSkip, DN: en.DN, ExternalID: en.ID, Name: en.First("uid"), Reason: why})
+		}
+		return p.add(Item{Action: ActionInvalid, DN: en.DN, ExternalID: en.ID, Name: en.First("uid"),
+			Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
+	}
+	l, linked, err := p.link(d.ExternalID)
+	if err != nil {
+		return readError{err}
+	}
+	p.claims.claim(d, linked, l.UserName)
+	sd := spooledDesired{D: d}
+	if p.e.needsEntry() {
+		sd.Entry = &entryRef{Attrs: en.Attrs}
+	}
+	return p.desired.add(sd)
+}
+
+func (p *planner) add(it Item) error {
+	if err := p.plan.add(it); err != nil {
+		return readError{err}
+	}
+	return nil
+}
+
+// needsEntry reports whether hands-off rules select by LDAP filter, so entries must be kept.
+func (e *Engine) needsEntry() bool {
+	for _, r := range e.rules {
+		if r.filter != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// heldName says which other link holds name, for delta runs that do not read every entry.
+func (p *planner) heldName(name string) (string, string, bool) {
+	l, ok, err := p.v.LinkByName(state.LinkUser, name)
+	if err != nil || !ok || p.gone1(l) {
+		return "", "", false
+	}
+	return l.ExternalID, l.DN, true
+}
+
+// gone1 reports whether link l's directory entry is known to be gone in this run.
+func (p *planner) gone1(l state.Link) bool {
+	if p.readFull {
+		return !p.seen[l.ExternalID]
+	}
+	for _, d := range p.deletes {
+		if (d.ID != "" && d.ID == l.ExternalID) || (d.UUID != "" && (d.UUID == l.SourceUUID || d.UUID == l.ExternalID)) {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceGone reports whether l's entry no longer exists: known from this run's read, or asked
+// of the directory (one lookup by id).
+func (p *planner) sourceGone(l state.Link) (bool, error) {
+	if p.readFull || p.gone1(l) {
+		return p.gone1(l), nil
+	}
+	if p.seen[l.ExternalID] {
+		return false, nil
+	}
+	found := false
+	q := p.e.source.UserQuery([]string{"1.1"})
+	err := p.e.source.ByIDs(p.ctx, q, []string{l.ExternalID}, func(ldap.Entry) error { found = true; return nil })
+	if err != nil {
+		return false, fmt.Errorf("sync: %w: look up %s: %w", ErrSourceFailed, l.ExternalID, err)
+	}
+	return !found, nil
+}
+
+// planUser is pass 2 for one mapped entry: name, match, hands-off, diff.
+func (p *planner) planUser(d Desired, entry *ldap.Entry) error {
+	name, inv := p.claims.result(d)
+	if inv != nil {
+		return p.plan.add(*inv)
+	}
+	d.Values["userName"] = name
+	vals := p.pay.values(d)
+	hash := hashValues(vals)
+	it := Item{Kind: KindUser, Name: name, ExternalID: d.ExternalID, DN: d.DN, UUID: d.UUID}
+	link, linked, err := p.link(d.ExternalID)
+	if err != nil {
+		return err
+	}
+	if !p.reconcile && linked && link.Hash == hash && link.DisabledAt.IsZero() {
+		// the target holds what was last applied: trust state, ask the target nothing
+		return p.unchanged(d, name, hash, link)
+	}
+	rec, matchedBy, err := p.match(d, name, link, linked)
+	if err != nil {
+		return err
+	}
+	if linked && p.reconcile && matchedBy != "link" && link.Origin == state.OriginCreated {
+		p.missing++ // a user the sync created is not in the target's listing
+	}
+	it.MatchedBy = matchedBy
+	cms := rec != nil && rec.CMS
+	if off, why := p.e.handsOff(name, d.DN, entry, cms, p.overrides); off {
+		it.Action, it.Reason = ActionSkip, why
+		if rec != nil {
+			it.TargetID = rec.ID
+		}
+		return p.plan.add(it)
+	}
+	if rec == nil {
+		return p.planCreate(it, vals, linked)
+	}
+	it.TargetID = rec.ID
+	if matchedBy == "userName" {
+		ok, err := p.mayTake(&it, rec, d)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	if !p.target.take(rec, d.ExternalID) {
+		it.Action, it.Reason = ActionSkip, "the target user is already matched to another directory entry"
+		return p.plan.add(it)
+	}
+	p.taken[rec.ID] = d.ExternalID
+	it.Adopt = it.Relink == nil && (!linked || link.TargetID != rec.ID)
+	if p.reconcile && !it.Adopt && it.Relink == nil && rec.Hash == hash && link.DisabledAt.IsZero() {
+		return p.unchanged(d, name, hash, link)
+	}
+	if p.reconcile && linked && !it.Adopt && link.Hash != "" && rec.Hash != link.Hash {
+		it.Drift = true
+	}
+	return p.planUpdate(it, vals, hash, rec, link, linked)
+}
+
+// match finds d's target user: by its link, by externalId, by userName.
+func (p *planner) match(d Desired, name string, link state.Link, linked bool) (*targetRec, string, error) {
+	if linked {
+		rec, err := p.target.byID(p.ctx, link.TargetID)
+		if err != nil || rec != nil {
+			return rec, "link", p.targetErr(err)
+		}
+	}
+	if rec, err := p.target.byExternalID(p.ctx, d.ExternalID); err != nil || rec != nil {
+		return rec, "externalId", p.targetErr(err)
+	}
+	rec, err := p.target.byName(p.ctx, name)
+	if rec == nil {
+		return nil, "", p.targetErr(err)
+	}
+	return rec, "userName", p.targetErr(err)
+}
+
+func (p *planner) targetErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sync: %w: %w", ErrTargetFailed, err)
+}
+
+// mayTake decides whether d may take rec, which was found by userName or carries another
+// externalId: it is d's by re-link when it belongs to a managed user whose entry is gone (a
+// restore from backup gives every entry a new id), and someone else's otherwise.
+func (p *planner) mayTake(it *Item, rec *targetRec, d Desired) (bool, error) {
+	owner, owned, err := p.v.LinkByTarget(state.LinkUser, rec.ID)
+	if err != nil {
+		return false, err
+	}
+	if owned && owner.ExternalID != d.ExternalID {
+		gone, err := p.sourceGone(owner)
+		if err != nil {
+			return false, err
+		}
+		if gone && !p.relinked[owner.ExternalID] {
+			p.relinked[owner.ExternalID] = true
+			p.relinks++
+			it.Relink = &Relink{From: owner.ExternalID, To: d.ExternalID}
+			it.MatchedBy = "userName"
+			it.Reason = fmt.Sprintf("re-linked: externalId %s → %s (the old directory entry is gone)", owner.ExternalID, d.ExternalID)
+			return true, nil
+		}
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by a user scimsync manages for %s", it.Name, owner.DN)
+		return false, p.plan.add(*it)
+	}
+	if rec.ExternalID != "" && rec.ExternalID != d.ExternalID {
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, rec.ExternalID)
+		return false, p.plan.add(*it)
+	}
+	return true, nil
+}
+
+func (p *planner) planCreate(it Item, vals map[string]string, linked bool) error {
+	it.Action = ActionCreate
+	if linked {
+		it.Reason = "was created before but is missing on the target"
+	}
+	body := p.pay.document(vals)
+	if err := scim.ValidateUser(body); err != nil {
+		it.Action, it.Attribute, it.Rule, it.Reason = ActionInvalid, err.Attribute, err.Rule, err.Error()
+		return p.plan.add(it)
+	}
+	it.Values, it.Body = vals, body
+	return p.plan.add(it)
+}
+
+// planUpdate reads the target user whole and plans the operations that make it what the
+// directory says, chosen from its current values.
+func (p *planner) planUpdate(it Item, vals map[string]string, hash string, rec *targetRec, link state.Link, linked bool) error {
+	res, err := p.target.fetch(p.ctx, rec)
+	if scimclient.IsStatus(err, http.StatusNotFound) {
+		return p.planCreate(it, vals, linked)
+	}
+	if err != nil {
+		return p.targetErr(err)
+	}
+	built, err := p.build(&it, res, vals)
+	if err != nil || !built {
+		return err
+	}
+	if len(it.Operations) == 0 && it.Body == nil && !it.Adopt && it.Relink == nil {
+		return p.unchanged(Desired{ExternalID: it.ExternalID, DN: it.DN, UUID: it.UUID}, it.Name, hash, link)
+	}
+	it.Action = ActionUpdate
+	if it.Adopt {
+		it.Reason = "exists on the target (matched by " + it.MatchedBy + "): adopting"
+	}
+	if it.Drift {
+		it.Reason = strings.TrimPrefix(it.Reason+"; ", "; ") + "drift: the target no longer holds what scimsync last applied"
+	}
+	return p.plan.add(it)
+}
+
+// build fills it's operations (or PUT body), version and changes from the target's resource.
+// It adds an invalid item and reports false when the result would break the model's rules.
+func (p *planner) build(it *Item, res scimclient.Resource, vals map[string]string) (bool, error) {
+	ops, result, err := scim.Diff(scim.UserIndex(), res.Doc, p.pay.want(vals), p.pay.managed)
+	if err != nil {
+		it.Action, it.Attribute, it.Rule, it.Reason = ActionInvalid, "User", "patchable", err.Error()
+		return false, p.plan.add(*it)
+	}
+	it.Values, it.Version = vals, res.ETag
+	it.Changes = p.pay.changes(p.pay.read(res.Doc), vals)
+	if len(ops) == 0 {
+		return true, nil
+	}
+	if err := scim.ValidateUser(result); err != nil {
+		it.Action, it.Attribute, it.Rule, it.Reason = ActionInvalid, err.Attribute, err.Rule, err.Error()
+		return false, p.plan.add(*it)
+	}
+	if p.plan.caps.Patch {
+		it.Operations = ops
+	} else {
+		it.Body = putBody(result)
+	}
+	return true, nil
+}
+
+// putBody is a resource as a PUT replaces it: without what the server computes.
+func putBody(doc scim.Doc) scim.Doc {
+	out := scim.CopyDoc(doc)
+	delete(out, "meta")
+	delete(out, "groups")
+	return out
+}
+
+// unchanged counts a user whose target needs nothing, recording in state what changed only
+// there (a moved DN the target does not carry, a new name recorded, a re-enabled user).
+func (p *planner) unchanged(d Desired, name, hash string, link state.Link) error {
+	p.plan.Unchanged++
+	if link.ExternalID == "" {
+		return nil
+	}
+	uuid := d.UUID
+	if uuid == d.ExternalID {
+		uuid = ""
+	}
+	if link.DN == d.DN && link.UserName == name && link.Hash == hash && link.DisabledAt.IsZero() && (uuid == "" || link.SourceUUID == uuid) {
+		return nil
+	}
+	l := link
+	l.DN, l.UserName, l.Hash, l.DisabledAt, l.UpdatedAt = d.DN, name, hash, time.Time{}, p.e.now().UTC()
+	if uuid != "" {
+		l.SourceUUID = uuid
+	}
+	return p.plan.add(Item{Kind: KindUser, Action: ActionRefresh, Name: name, ExternalID: d.ExternalID, DN: d.DN,
+		TargetID: l.TargetID, Link: &l, Reason: "state only: the target already holds this"})
+}
+
+// gone plans the users the sync owns whose entries have left: every link not seen after a full
+// read, and the entries a delta reports deleted.
+func (p *planner) gone() error {
+	if p.readFull {
+		var stale []state.Link
+		err := p.v.ForEachLink(state.LinkUser, func(l state.Link) error {
+			if p.seen[l.ExternalID] || p.relinked[l.ExternalID] {
+				return nil
+			}
+			if ov, ok := p.overlay[l.ExternalID]; ok {
+				if ov == nil {
+					return nil
+				}
+				l = *ov
+			}
+			stale = append(stale, l)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, l := range stale {
+			if err := p.planGone(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	done := map[string]bool{}
+	for _, d := range p.deletes {
+		l, ok, err := p.v.LinkByUUID(state.LinkUser, firstOf(d.UUID, d.ID))
+		if err == nil && !ok && d.ID != "" {
+			l, ok, err = p.v.Link(state.LinkUser, d.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if !ok || done[l.ExternalID] || p.seen[l.ExternalID] || p.relinked[l.ExternalID] {
+			continue // not ours, or still there under another DN, or taken over by a new entry
+		}
+		done[l.ExternalID] = true
+		if err := p.planGone(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (p *planner) planGone(l state.Link) error {
+	it := Item{Kind: KindUser, Name: l.UserName, ExternalID: l.ExternalID, DN: l.DN, TargetID: l.TargetID}
+	if other, ok := p.taken[l.TargetID]; ok && other != l.ExternalID {
+		// a new entry matched this target user (by externalId, after a re-link a killed run
+		// sent but did not record): it is that entry's now, never deprovisioned for this one
+		it.Action, it.Forget = ActionRefresh, true
+		it.Link = &l
+		it.Reason = "gone from the directory; its target user now belongs to externalId " + other
+		return p.plan.add(it)
+	}
+	rec, err := p.target.byID(p.ctx, l.TargetID)
+	if err != nil {
+		return p.targetErr(err)
+	}
+	if rec == nil {
+		it.Action, it.Reason, it.Forget = ActionSkip, "gone from the directory and already gone from the target; forgetting it", true
+		return p.plan.add(it)
+	}
+	if off, why := p.e.handsOff(l.UserName, l.DN, nil, rec.CMS, p.overrides); off {
+		it.Action, it.Reason = ActionSkip, why+"; not deprovisioned"
+		return p.plan.add(it)
+	}
+	it.Version = rec.ETag
+	switch p.e.cfg.Deprovision {
+	case DeprovisionNone:
+		it.Action, it.Reason = ActionSkip, "gone from the directory; sync.deprovision is none"
+		return p.plan.add(it)
+	case DeprovisionDelete:
+		it.Action, it.Reason = ActionDelete, "gone from the directory"
+		return p.plan.add(it)
+	}
+	if rec.Active != "false" {
+		it.Action, it.Reason = ActionDisable, "gone from the directory"
+		it.Changes = []Diff{{Attribute: keyActive, Old: "true", New: "false"}}
+		if !p.plan.caps.Patch {
+			res, err := p.target.fetch(p.ctx, rec)
+			if err != nil {
+				return p.targetErr(err)
+			}
+			doc := putBody(res.Doc)
+			paths[keyActive].Set(doc, "false")
+			it.Body, it.Version = doc, res.ETag
+			return p.plan.add(it)
+		}
+		current := scim.Doc{}
+		if rec.Active != "" {
+			current["active"] = rec.Active == "true"
+		}
+		ops, _, err := scim.Diff(scim.UserIndex(), current, scim.Values{paths[keyActive]: "false"}, []scim.AttrPath{paths[keyActive]})
+		if err != nil {
+			return err
+		}
+		it.Operations = ops
+		return p.plan.add(it)
+	}
+	since := l.DisabledAt
+	if since.IsZero() {
+		return nil // disabled by someone else; the clock starts when the sync disables it
+	}
+	if grace := p.e.cfg.DeleteAfter.D(); grace > 0 && p.e.now().Sub(since) >= grace {
+		it.Action, it.Reason = ActionDelete, fmt.Sprintf("disabled since %s, past delete_after (%s)", since.Format(time.RFC3339), grace)
+		return p.plan.add(it)
+	}
+	return nil
+}
+
+// recoverIntents resolves writes a killed run may have sent without recording them: a create
+// found on the target is linked (never sent twice), a disable found done starts the grace
+// period, a delete found done forgets the link. What it finds is planned as refresh items, and
+// used at once by this plan.
+func (p *planner) recoverIntents() error {
+	intents, err := p.v.Intents(state.LinkUser)
+	if err != nil || len(intents) == 0 {
+		return err
+	}
+	rl := newRemoteLookup(p.e.target, p.pay)
+	for _, in := range intents {
+		it := Item{Kind: KindUser, Action: ActionRefresh, Name: in.Name, ExternalID: in.ExternalID, DN: in.DN}
+		switch in.Action {
+		case string(ActionCreate):
+			rec, err := rl.byExternalID(p.ctx, in.ExternalID)
+			if err == nil && rec == nil {
+				rec, err = rl.byName(p.ctx, in.Name)
+				if rec != nil && rec.ExternalID != "" && rec.ExternalID != in.ExternalID {
+					rec = nil
+				}
+			}
+			if err != nil {
+				return p.targetErr(err)
+			}
+			if rec != nil {
+				if _, taken, _ := p.v.LinkByTarget(state.LinkUser, rec.ID); !taken {
+					now := p.e.now().UTC()
+					l := state.Link{ExternalID: in.ExternalID, TargetID: rec.ID, UserName: in.Name, DN: in.DN,
+						Origin: state.OriginCreated, CreatedAt: in.At, UpdatedAt: now}
+					p.overlay[in.ExternalID] = &l
+					it.Link, it.TargetID = &l, rec.ID
+					it.Reason = fmt.Sprintf("created by run %d, which stopped before recording it: linked", in.RunID)
+					break
+				}
+			}
+			it.Reason = fmt.Sprintf("run %d stopped before creating it: nothing to record", in.RunID)
+		case string(ActionDisable), string(ActionDelete):
+			l, ok, err := p.v.Link(state.LinkUser, in.ExternalID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				it.Reason = "no link left: nothing to record"
+				break
+			}
+			rec, err := rl.byID(p.ctx, l.TargetID)
+			if err != nil {
+				return p.targetErr(err)
+			}
+			switch {
+			case rec == nil:
+				p.overlay[in.ExternalID] = nil
+				it.Link, it.Forget, it.TargetID = &l, true, l.TargetID
+				it.Reason = fmt.Sprintf("%s by run %d, which stopped before recording it: forgetting it", in.Action, in.RunID)
+			case in.Action == string(ActionDisable) && rec.Active == "false" && l.DisabledAt.IsZero():
+				l.DisabledAt = in.At
+				p.overlay[in.ExternalID] = &l
+				it.Link, it.TargetID = &l, l.TargetID
+				it.Reason = fmt.Sprintf("disabled by run %d, which stopped before recording it: the grace period runs from then", in.RunID)
+			default:
+				it.Reason = "nothing to record"
+			}
+		default:
+			it.Reason = "nothing to record: updates are planned again"
+		}
+		if err := p.plan.add(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cursorData encodes a directory cursor for state.
+func cursorData(c ldap.Cursor) (json.RawMessage, error) { return c.Encode() }

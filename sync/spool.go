@@ -1,0 +1,209 @@
+package sync
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// spool keeps a plan's items encoded, one segment per kind and action, in memory until a
+// segment grows past spillBytes and in a temporary file after that: memory stays bounded
+// whatever the size of the plan, and the items Apply executes are the very ones the dry run
+// prints.
+type spool struct {
+	segs map[segKey]*segment
+}
+
+type segKey struct {
+	kind   Kind
+	action Action
+}
+
+type segment struct {
+	buf  bytes.Buffer
+	file *os.File
+	n    int
+}
+
+// spillBytes is how much of a segment stays in memory; sortLimit how many items are sorted by
+// name for display (beyond it, reading order is kept: sorting would need them all in memory).
+const (
+	spillBytes = 4 << 20
+	sortLimit  = 20000
+)
+
+func newSpool() *spool { return &spool{segs: map[segKey]*segment{}} }
+
+func (s *spool) add(it Item) error {
+	k := segKey{it.Kind, it.Action}
+	seg := s.segs[k]
+	if seg == nil {
+		seg = &segment{}
+		s.segs[k] = seg
+	}
+	raw, err := json.Marshal(it)
+	if err != nil {
+		return fmt.Errorf("sync: encode plan item %q: %w", it.Name, err)
+	}
+	seg.buf.Write(raw)
+	seg.buf.WriteByte('\n')
+	seg.n++
+	if seg.buf.Len() >= spillBytes {
+		return seg.spill()
+	}
+	return nil
+}
+
+func (seg *segment) spill() error {
+	if seg.file == nil {
+		f, err := os.CreateTemp("", "scimsync-plan-*.jsonl")
+		if err != nil {
+			return fmt.Errorf("sync: plan spool: %w", err)
+		}
+		// unlinked at once: the file goes away with the process, whatever happens
+		_ = os.Remove(f.Name())
+		seg.file = f
+	}
+	if _, err := seg.file.Write(seg.buf.Bytes()); err != nil {
+		return fmt.Errorf("sync: plan spool: %w", err)
+	}
+	seg.buf.Reset()
+	return nil
+}
+
+// each decodes the segment's items in order and calls fn with each.
+func (s *spool) each(k segKey, fn func(Item) error) error {
+	seg := s.segs[k]
+	if seg == nil || seg.n == 0 {
+		return nil
+	}
+	if seg.file == nil && seg.n <= sortLimit {
+		items := make([]Item, 0, seg.n)
+		if err := decodeItems(bytes.NewReader(seg.buf.Bytes()), func(it Item) error { items = append(items, it); return nil }); err != nil {
+			return err
+		}
+		sort.SliceStable(items, func(i, j int) bool { return strings.ToLower(items[i].Name) < strings.ToLower(items[j].Name) })
+		for _, it := range items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var readers []io.Reader
+	if seg.file != nil {
+		// a section reader: iterating never moves the write offset used by add
+		info, err := seg.file.Stat()
+		if err != nil {
+			return fmt.Errorf("sync: plan spool: %w", err)
+		}
+		readers = append(readers, io.NewSectionReader(seg.file, 0, info.Size()))
+	}
+	readers = append(readers, bytes.NewReader(seg.buf.Bytes()))
+	return decodeItems(io.MultiReader(readers...), fn)
+}
+
+func decodeItems(r io.Reader, fn func(Item) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var it Item
+			if derr := json.Unmarshal(line, &it); derr != nil {
+				return fmt.Errorf("sync: plan spool: %w", derr)
+			}
+			if ferr := fn(it); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sync: plan spool: %w", err)
+		}
+	}
+}
+
+func (s *spool) close() error {
+	var errs []error
+	for _, seg := range s.segs {
+		if seg.file != nil {
+			errs = append(errs, seg.file.Close())
+			seg.file = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// desiredSpool keeps the users a full read mapped, between claiming names (pass 1) and planning
+// them (pass 2), on disk past spillBytes.
+type desiredSpool struct{ seg segment }
+
+type spooledDesired struct {
+	D     Desired   `json:"d"`
+	Entry *entryRef `json:"e,omitempty"` // what hands-off rules by filter need
+}
+
+// entryRef is the part of a directory entry kept for pass 2: its attributes, for override
+// rules that select users by LDAP filter.
+type entryRef struct {
+	Attrs map[string][]string `json:"a"`
+}
+
+func (s *desiredSpool) add(v spooledDesired) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.seg.buf.Write(raw)
+	s.seg.buf.WriteByte('\n')
+	s.seg.n++
+	if s.seg.buf.Len() >= spillBytes {
+		return s.seg.spill()
+	}
+	return nil
+}
+
+func (s *desiredSpool) each(fn func(spooledDesired) error) error {
+	var readers []io.Reader
+	if s.seg.file != nil {
+		info, err := s.seg.file.Stat()
+		if err != nil {
+			return err
+		}
+		readers = append(readers, io.NewSectionReader(s.seg.file, 0, info.Size()))
+	}
+	readers = append(readers, bytes.NewReader(s.seg.buf.Bytes()))
+	br := bufio.NewReaderSize(io.MultiReader(readers...), 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			var v spooledDesired
+			if derr := json.Unmarshal(line, &v); derr != nil {
+				return fmt.Errorf("sync: desired spool: %w", derr)
+			}
+			if ferr := fn(v); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (s *desiredSpool) close() {
+	if s.seg.file != nil {
+		_ = s.seg.file.Close()
+	}
+}
