@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
@@ -358,5 +359,26 @@ func TestSambaCursorFromAnotherDC(t *testing.T) {
 				t.Fatalf("garbage cookie: %+v", d.res)
 			}
 		}
+	}
+}
+
+// TestSambaTimestamp: ldap.delta timestamp works on AD too (modifyTimestamp is constructed from
+// whenChanged there), for DCs where neither DirSync nor uSNChanged may be used.
+func TestSambaTimestamp(t *testing.T) {
+	dc := sambatest.Shared(t)
+	ou := dc.OU(t, t.Name())
+	dc.AddUser(t, ou, "Stamp One", "stamp-one", 512, nil)
+	dc.AddUser(t, ou, "Stamp Two", "stamp-two", 512, nil)
+	c := adClient(t, dc, ou, func(cfg *ldap.Config) { cfg.Delta = ldap.DeltaTimestamp; cfg.TimestampOverlap = 0 })
+	q := c.UserQuery(adAttrs)
+	d, cur := read(t, c, q, nil)
+	if d.sams(d.upserts) != "stamp-one,stamp-two" || cur == nil || cur.Mechanism != ldap.DeltaTimestamp {
+		t.Fatalf("first read: %v %+v", d.order, d.res)
+	}
+	time.Sleep(1100 * time.Millisecond) // whenChanged has a one-second resolution
+	dc.Replace(t, "CN=Stamp Two,"+ou, "mail", "two@example.test")
+	d, next := read(t, c, q, cur)
+	if d.res.Mechanism != ldap.DeltaTimestamp || d.res.Deletes || !strings.Contains(d.sams(d.upserts), "stamp-two") || !next.Time.After(cur.Time) {
+		t.Fatalf("timestamp delta on AD: %v %+v", d.order, d.res)
 	}
 }

@@ -225,6 +225,12 @@ func (r *reader) unusable(cur *Cursor, mech, server string) string {
 		return fmt.Sprintf("the cursor was issued by another server (%s), this is %s", cur.Server, server)
 	case cur.Fingerprint != r.fp:
 		return "the configuration changed (URL, bind DN, base, scope, filter, attributes or id attribute)"
+	case (mech == DeltaSyncrepl || mech == DeltaDirSync) && len(cur.Cookie) == 0:
+		return "the cursor has no cookie"
+	case mech == DeltaUSN && cur.USN <= 0:
+		return "the cursor has no USN"
+	case mech == DeltaTimestamp && cur.Time.IsZero():
+		return "the cursor has no time"
 	}
 	return ""
 }

@@ -398,3 +398,29 @@ func FuzzParseRangeAndTime(f *testing.F) {
 		_ = checkBindName(name)
 	})
 }
+
+func TestUnusableCursor(t *testing.T) {
+	r := &reader{fp: "fp"}
+	ok := func(c Cursor) *Cursor { c.Server, c.Fingerprint = "srv", "fp"; return &c }
+	for name, tt := range map[string]struct {
+		cur  *Cursor
+		mech string
+		want string
+	}{
+		"nil":             {nil, DeltaSyncrepl, "no cursor"},
+		"zero":            {&Cursor{}, DeltaSyncrepl, "no cursor"},
+		"good syncrepl":   {ok(Cursor{Mechanism: DeltaSyncrepl, Cookie: []byte("c")}), DeltaSyncrepl, ""},
+		"other mechanism": {ok(Cursor{Mechanism: DeltaUSN, USN: 5}), DeltaDirSync, "cursor is for usn"},
+		"other server":    {&Cursor{Mechanism: DeltaUSN, USN: 5, Server: "x", Fingerprint: "fp"}, DeltaUSN, "another server"},
+		"other config":    {&Cursor{Mechanism: DeltaUSN, USN: 5, Server: "srv", Fingerprint: "x"}, DeltaUSN, "configuration changed"},
+		"no cookie":       {ok(Cursor{Mechanism: DeltaDirSync}), DeltaDirSync, "no cookie"},
+		"no usn":          {ok(Cursor{Mechanism: DeltaUSN}), DeltaUSN, "no USN"},
+		"no time":         {ok(Cursor{Mechanism: DeltaTimestamp}), DeltaTimestamp, "no time"},
+		"good timestamp":  {ok(Cursor{Mechanism: DeltaTimestamp, Time: time.Unix(1, 0)}), DeltaTimestamp, ""},
+	} {
+		got := r.unusable(tt.cur, tt.mech, "srv")
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: %q, want %q", name, got, tt.want)
+		}
+	}
+}
