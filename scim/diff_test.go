@@ -31,10 +31,10 @@ func doc(t *testing.T, s string) Doc {
 
 func TestAttrPathString(t *testing.T) {
 	for p, want := range map[AttrPath]string{
-		pathTitle:  "title",
-		pathGiven:  "name.givenName",
-		pathWork:   `emails[type eq "work"].value`,
-		pathDept:   EnterpriseSchema + ":department",
+		pathTitle: "title",
+		pathGiven: "name.givenName",
+		pathWork:  `emails[type eq "work"].value`,
+		pathDept:  EnterpriseSchema + ":department",
 		{Ext: EnterpriseSchema, Attr: "manager", Sub: "value"}: EnterpriseSchema + ":manager.value",
 	} {
 		if got := p.String(); got != want {
