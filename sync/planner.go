@@ -167,6 +167,17 @@ func (p *planner) run() error {
 		return fmt.Errorf("sync: %w", ErrEmptySource)
 	}
 
+	// names are decided once the whole read is known: a delete later in a delta may free the
+	// name an earlier add asks for
+	if err := p.desired.each(func(sd spooledDesired) error {
+		l, linked, err := p.link(sd.D.ExternalID)
+		if err == nil {
+			p.claims.claim(sd.D, linked, l.UserName)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
 	p.claims.resolve()
 	if err := p.desired.each(func(sd spooledDesired) error {
 		var entry *ldap.Entry
@@ -223,11 +234,6 @@ func (p *planner) read(ch ldap.Change) error {
 		return p.add(Item{Action: ActionInvalid, DN: en.DN, ExternalID: en.ID, Name: en.First("uid"),
 			Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
 	}
-	l, linked, err := p.link(d.ExternalID)
-	if err != nil {
-		return readError{err}
-	}
-	p.claims.claim(d, linked, l.UserName)
 	sd := spooledDesired{D: d}
 	if p.e.needsEntry() {
 		sd.Entry = &entryRef{Attrs: en.Attrs}
@@ -255,8 +261,13 @@ func (e *Engine) needsEntry() bool {
 // heldName says which other link holds name, for delta runs that do not read every entry.
 func (p *planner) heldName(name string) (string, string, bool) {
 	l, ok, err := p.v.LinkByName(state.LinkUser, name)
-	if err != nil || !ok || p.gone1(l) {
+	if err != nil || !ok {
 		return "", "", false
+	}
+	if gone, err := p.sourceGone(l); err != nil || gone {
+		// an entry that is gone frees its name (and its target user may be re-linked); a
+		// failed lookup keeps the name held, the safe side
+		return l.ExternalID, l.DN, err != nil
 	}
 	return l.ExternalID, l.DN, true
 }

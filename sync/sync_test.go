@@ -38,6 +38,7 @@ type env struct {
 	statePath string
 	mu        gosync.Mutex
 	writes    []string    // "METHOD path" of every non-GET request the target received
+	requests  []string    // "METHOD path" of every request
 	onWrite   func(n int) // called after each write is served
 	clock     time.Time
 	client    *scimclient.Client
@@ -71,6 +72,9 @@ func newEnv(t *testing.T, users int) *env {
 	}
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.Handler().ServeHTTP(w, r)
+		e.mu.Lock()
+		e.requests = append(e.requests, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
 		if r.Method != http.MethodGet {
 			e.mu.Lock()
 			e.writes = append(e.writes, r.Method+" "+r.URL.Path)
@@ -115,8 +119,22 @@ func (e *env) setOnWrite(f func(n int)) {
 
 func (e *env) resetLog() {
 	e.mu.Lock()
-	e.writes = nil
+	e.writes, e.requests = nil, nil
 	e.mu.Unlock()
+}
+
+// requestLog is every request since the last reset, discovery (/ServiceProviderConfig,
+// /ResourceTypes, /Schemas) left out.
+func (e *env) requestLog() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, r := range e.requests {
+		if !strings.HasSuffix(r, "/ServiceProviderConfig") && !strings.HasSuffix(r, "/ResourceTypes") && !strings.HasSuffix(r, "/Schemas") {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 type runOpts struct {
