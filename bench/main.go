@@ -3,7 +3,7 @@
 // noisy; ratios travel, absolute numbers do not).
 //
 //	go run ./bench server   # scimsync serve: creates/gets/filtered lists at 1 and 32 clients, 10,000 users
-//	go run ./bench sync     # 10,000 users in slapd -> scimsync serve: initial sync and no-change resync
+//	go run ./bench sync     # 100,000 users in slapd -> scimsync serve: initial, no change, 100 changes, one user, full reconcile
 //	go run ./bench ldap     # 100,000 users in slapd: full read and syncrepl delta vs ldapsearch (-n N)
 //
 // Every loop is bounded by a fixed operation count; nothing runs open-ended.
@@ -21,12 +21,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	gosync "sync"
-	"syscall"
 	"time"
 
-	"github.com/scimsync/scimsync/ldap/slapdtest"
 )
 
 func main() {
@@ -38,8 +35,8 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) < 2 || (os.Args[1] != "ldap" && len(os.Args) != 2) || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench server|sync|ldap [-n N]")
+	if len(os.Args) < 2 || (os.Args[1] == "server" && len(os.Args) != 2) || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench server | sync [-n N] [-c C] | ldap [-n N]")
 		os.Exit(2)
 	}
 	tb := &benchTB{}
@@ -51,7 +48,7 @@ func main() {
 	case "ldap":
 		err = benchLDAP(tb, os.Args[2:])
 	default:
-		err = benchSync(tb)
+		err = benchSync(tb, os.Args[2:])
 	}
 	if err != nil {
 		tb.cleanup()
@@ -297,82 +294,3 @@ func benchServer(tb *benchTB) error {
 	return nil
 }
 
-func benchSync(tb *benchTB) error {
-	const users = 10000
-	var seed strings.Builder
-	for i := 0; i < users; i++ {
-		seed.WriteString(slapdtest.Person(fmt.Sprintf("user%05d", i), slapdtest.UUID(i), "Given", fmt.Sprintf("Sn%d", i), fmt.Sprintf("user%05d@example.org", i)))
-	}
-	ds := slapdtest.Start(tb, seed.String())
-	bin := build(tb)
-	base := startServe(tb, bin)
-	dir := tb.TempDir()
-	cfg := filepath.Join(dir, "sync.yaml")
-	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`ldap:
-  url: %s
-  bind_dn: %s
-  bind_password: %s
-  base_dn: %s
-  page_size: 1000
-target:
-  url: %s
-  token: %s
-  concurrency: 8
-  requests_per_second: 0
-  page_size: 1000
-state:
-  path: %s/sync.db
-log:
-  level: warn
-`, ds.URL, slapdtest.AdminDN, slapdtest.AdminPW, slapdtest.People, base, token, dir)), 0o600)
-
-	baseline := func() (time.Duration, int, error) {
-		t0 := time.Now()
-		out, err := exec.Command("ldapsearch", "-x", "-LLL", "-H", ds.URL, "-D", slapdtest.AdminDN, "-w", slapdtest.AdminPW,
-			"-b", slapdtest.People, "-E", "pr=1000/noprompt", "(objectClass=inetOrgPerson)", "uid", "cn", "sn", "givenName", "mail", "entryUUID").Output()
-		return time.Since(t0), strings.Count(string(out), "\ndn: ") + 1, err
-	}
-	type row struct {
-		name     string
-		wall     time.Duration
-		rss      int64
-		requests int64
-		writes   int64
-		ldap     time.Duration
-	}
-	var rows []row
-	for _, name := range []string{"initial sync", "no-change resync"} {
-		ldapTime, n, err := baseline()
-		if err != nil || n != users {
-			return fmt.Errorf("ldapsearch baseline: %d entries, %v", n, err)
-		}
-		cmd := exec.Command(bin, "sync", "--config", cfg, "--output", "json")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, os.Stderr
-		t0 := time.Now()
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s: %v", name, err)
-		}
-		wall := time.Since(t0)
-		var res struct {
-			Requests int64 `json:"scim_requests"`
-			Writes   int64 `json:"scim_writes"`
-		}
-		dec := json.NewDecoder(&out)
-		var plan map[string]any
-		_ = dec.Decode(&plan)
-		if err := dec.Decode(&res); err != nil {
-			return fmt.Errorf("%s: result: %v", name, err)
-		}
-		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
-		rows = append(rows, row{name, wall, rss, res.Requests, res.Writes, ldapTime})
-	}
-	fmt.Printf("scimsync sync: %d users in slapd -> scimsync serve on loopback\n", users)
-	fmt.Printf("(baseline: ldapsearch -E pr=1000/noprompt reading the same entries, same run)\n\n")
-	fmt.Printf("%-18s %9s %9s %10s %13s %11s %12s %10s\n", "run", "wall", "users/s", "peak RSS", "SCIM requests", "SCIM writes", "ldapsearch", "ratio")
-	for _, r := range rows {
-		fmt.Printf("%-18s %9s %9.0f %8dMiB %13d %11d %12s %9.1fx\n", r.name, r.wall.Round(time.Millisecond),
-			float64(users)/r.wall.Seconds(), r.rss/1024, r.requests, r.writes, r.ldap.Round(time.Millisecond), r.wall.Seconds()/r.ldap.Seconds())
-	}
-	return nil
-}

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"fmt"
+	gosync "sync"
 	"strings"
 	"unicode"
 )
@@ -45,11 +46,16 @@ func ValidateUser(doc Doc) *ValidationError {
 			core[k] = v
 		}
 	}
-	if _, err := UserResourceSchema().Validate(core); err != nil {
+	if _, err := validationSchema().Validate(core); err != nil {
 		return &ValidationError{Attribute: "User", Rule: "schema " + UserSchema, Detail: err.Detail}
 	}
 	return nil
 }
+
+// validationSchema is the User schema ValidateUser checks against, built once: building it
+// compiles a regular expression per attribute name, which cost more than everything else
+// planning a create does.
+var validationSchema = gosync.OnceValue(UserResourceSchema)
 
 func flatten(v any, prefix string) map[string]string {
 	out := map[string]string{}

@@ -38,8 +38,12 @@ type ItemError struct {
 // Progress is told how many of the plan's writes are done.
 type Progress func(done, total int)
 
-// intentBatch is how many writes share one intent transaction (one fsync).
-const intentBatch = 128
+// intentBatch is how many writes share one intent transaction (one fsync); commitLinger how
+// long the committer waits for more results before recording a batch.
+const (
+	intentBatch  = 128
+	commitLinger = 50 * time.Millisecond
+)
 
 // outcome is one executed item: what to record, or why it failed.
 type outcome struct {
@@ -107,6 +111,9 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 			outErr = err
 		}
 	}
+	e.log.Info("apply finished", zap.Uint64("run", runID), zap.String("result", run.Result),
+		zap.Int("written", run.Counts["create"]+run.Counts["update"]+run.Counts["disable"]+run.Counts["delete"]),
+		zap.Int("failed", len(res.Failed)), zap.Duration("took", e.now().Sub(started)))
 	// record the outcome even when ctx is cancelled: it is local and quick
 	if err := e.store.FinishRun(run); err != nil && outErr == nil {
 		outErr = err
@@ -182,43 +189,66 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	commitErr := make(chan error, 1)
 	go func() { commitErr <- a.commitLoop(results, res, total, progress) }()
 
-	var batch []Item
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		intents := make([]state.Intent, 0, len(batch))
-		now := a.e.now().UTC()
-		for _, it := range batch {
-			intents = append(intents, state.Intent{Kind: it.Kind.link(), Action: string(it.Action), ExternalID: it.ExternalID,
-				Name: it.Name, DN: it.DN, TargetID: it.TargetID, RunID: a.runID, At: now})
-		}
-		if err := a.e.store.PutIntents(intents); err != nil {
-			return err
-		}
-		for _, it := range batch {
+	// intents are written a batch ahead of dispatch, so their fsync overlaps the writes in
+	// flight instead of stalling the workers
+	batches := make(chan []Item, 1)
+	produced := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		var batch []Item
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			intents := make([]state.Intent, 0, len(batch))
+			now := a.e.now().UTC()
+			for _, it := range batch {
+				intents = append(intents, state.Intent{Kind: it.Kind.link(), Action: string(it.Action), ExternalID: it.ExternalID,
+					Name: it.Name, DN: it.DN, TargetID: it.TargetID, RunID: a.runID, At: now})
+			}
+			if err := a.e.store.PutIntents(intents); err != nil {
+				return err
+			}
 			select {
-			case jobs <- it:
+			case batches <- batch:
 			case <-runCtx.Done():
 				return runCtx.Err()
 			}
-		}
-		batch = batch[:0]
-		return nil
-	}
-	// creates and updates first, deprovisioning last: Each's order is by action
-	dispatchErr := a.plan.Each(func(it Item) error {
-		if !isWrite(it) {
+			batch = nil
 			return nil
 		}
-		batch = append(batch, it)
-		if len(batch) >= intentBatch {
-			return flush()
+		size := max(intentBatch, 8*a.e.concurrency)
+		// creates and updates first, deprovisioning last: Each's order is by action
+		err := a.plan.Each(func(it Item) error {
+			if !isWrite(it) {
+				return nil
+			}
+			batch = append(batch, it)
+			if len(batch) >= size {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
 		}
-		return nil
-	})
-	if dispatchErr == nil {
-		dispatchErr = flush()
+		produced <- err
+	}()
+	var dispatchErr error
+	for batch := range batches {
+		for _, it := range batch {
+			if dispatchErr != nil {
+				break
+			}
+			select {
+			case jobs <- it:
+			case <-runCtx.Done():
+				dispatchErr = runCtx.Err()
+			}
+		}
+	}
+	if perr := <-produced; dispatchErr == nil {
+		dispatchErr = perr
 	}
 	close(jobs)
 	workers.Wait()
@@ -247,19 +277,23 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 	var failed error
 	done := 0
 	for first := range results {
+		// linger a moment so one fsync records many writes: a commit per write would compete
+		// with the target's own fsyncs on the same disk (intents already cover a crash)
 		pending := []outcome{first}
+		linger := time.NewTimer(commitLinger)
 	drain:
-		for len(pending) < 512 {
+		for len(pending) < 1024 {
 			select {
 			case o, ok := <-results:
 				if !ok {
 					break drain
 				}
 				pending = append(pending, o)
-			default:
+			case <-linger.C:
 				break drain
 			}
 		}
+		linger.Stop()
 		var commits []state.Commit
 		for _, o := range pending {
 			commits = append(commits, o.commits...)

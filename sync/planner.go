@@ -56,6 +56,7 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		return e.planOne(ctx, opts)
 	}
 	var plan *Plan
+	started := time.Now()
 	err := e.store.View(func(v *state.View) error {
 		p, err := e.newPlanner(ctx, v, opts)
 		if err != nil {
@@ -68,6 +69,8 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		_ = plan.Close()
 		return nil, err
 	}
+	e.log.Info("plan ready", zap.String("mode", plan.Mode), zap.String("read", plan.Read.Mechanism),
+		zap.Int("entries", plan.Read.Entries), zap.Int("target", plan.Target), zap.Duration("took", time.Since(started)))
 	return plan, nil
 }
 

@@ -47,6 +47,9 @@ func (s *spool) add(it Item) error {
 		seg = &segment{}
 		s.segs[k] = seg
 	}
+	if seg.n == sortLimit/16 {
+		seg.buf.Grow(spillBytes) // a large segment: stop doubling (and clearing) its buffer
+	}
 	raw, err := json.Marshal(it)
 	if err != nil {
 		return fmt.Errorf("sync: encode plan item %q: %w", it.Name, err)

@@ -20,6 +20,7 @@ type syncFlags struct {
 	output           string
 	user             string
 	allowDeprovision int
+	full             bool
 }
 
 func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,6 +30,7 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&f.output, "output", "text", "plan format: text or json")
 	fs.StringVar(&f.user, "user", "", "provision this one userName now, showing each step")
 	fs.IntVar(&f.allowDeprovision, "allow-deprovision", 0, "allow up to N disables/deletes beyond the safety limits, once")
+	fs.BoolVar(&f.full, "full", false, "read both sides in full and repair drift (a full reconcile), whether it is due or not")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -60,7 +62,7 @@ func syncOnce(ctx context.Context, cfg *fileConfig, f syncFlags, log *zap.Logger
 		return err
 	}
 	started := time.Now()
-	plan, err := eng.Plan(ctx, sync.PlanOptions{OnlyUser: f.user, AllowDeprovision: f.allowDeprovision})
+	plan, err := eng.Plan(ctx, sync.PlanOptions{OnlyUser: f.user, AllowDeprovision: f.allowDeprovision, Full: f.full})
 	if err != nil {
 		if !f.dryRun && !errors.Is(err, sync.ErrUserNotFound) {
 			if rerr := eng.RecordFailure(started, err); rerr != nil {

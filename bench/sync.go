@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/scimsync/scimsync/ldap/slapdtest"
+)
+
+// benchSync measures `scimsync sync` at scale: n users loaded into slapd with slapadd, synced into
+// `scimsync serve`, each run a separate process timed from outside with its peak RSS from GNU
+// time. Baselines measured in the same run: ldapsearch over the same entries before each row, and
+// the target's raw create rate at the sync's concurrency (POSTs of n/5 users into a fresh server).
+func benchSync(tb *benchTB, args []string) error {
+	fs := flag.NewFlagSet("bench sync", flag.ContinueOnError)
+	n := fs.Int("n", 100000, "users in the directory")
+	conc := fs.Int("c", 16, "target.concurrency of the sync and clients of the raw create baseline")
+	changes := fs.Int("changes", 100, "users changed for the delta row")
+	logLevel := fs.String("log", "warn", "the sync's log level (info shows how long planning and applying take)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("/usr/bin/time"); err != nil {
+		return errors.New("bench sync measures peak RSS with GNU time: apt-get install time")
+	}
+	fmt.Fprintf(os.Stderr, "bench sync: loading %d users into slapd\n", *n)
+	var seed strings.Builder
+	for i := 0; i < *n; i++ {
+		seed.WriteString(slapdtest.Person(fmt.Sprintf("user%06d", i), slapdtest.UUID(i), "Given", fmt.Sprintf("Sn%d", i),
+			fmt.Sprintf("user%06d@example.org", i)))
+	}
+	ds := slapdtest.Start(tb, seed.String())
+	seed.Reset()
+	bin := build(tb)
+
+	// the target's raw create rate at the same concurrency, into a fresh server
+	raw := startServe(tb, bin)
+	rawN := max(*n/5, 1000)
+	fmt.Fprintf(os.Stderr, "bench sync: raw create rate, %d POSTs with %d clients\n", rawN, *conc)
+	rawStat, err := load("raw create", *conc, rawN, 201, func(i int) (string, string, []byte) {
+		return "POST", raw + "/Users", userJSON(i)
+	})
+	if err != nil {
+		return fmt.Errorf("raw create baseline: %w", err)
+	}
+
+	base := startServe(tb, bin)
+	dir := tb.TempDir()
+	cfg := filepath.Join(dir, "sync.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`ldap:
+  url: %s
+  bind_dn: %s
+  bind_password: %s
+  base_dn: %s
+  page_size: 1000
+target:
+  url: %s
+  token: %s
+  concurrency: %d
+  requests_per_second: 0
+  page_size: 1000
+sync:
+  max_deprovision_percent: 1
+state:
+  path: %s/sync.db
+log:
+  level: %s
+`, ds.URL, slapdtest.AdminDN, slapdtest.AdminPW, slapdtest.People, base, token, *conc, dir, *logLevel)), 0o600)
+
+	ldapsearch := func() (time.Duration, error) {
+		t0 := time.Now()
+		out, err := exec.Command("ldapsearch", "-x", "-LLL", "-H", ds.URL, "-D", slapdtest.AdminDN, "-w", slapdtest.AdminPW,
+			"-b", slapdtest.People, "-E", "pr=1000/noprompt", "(objectClass=inetOrgPerson)",
+			"uid", "cn", "sn", "givenName", "mail", "displayName", "title", "entryUUID").Output()
+		if err == nil && bytes.Count(out, []byte("\ndn: "))+1 != *n {
+			err = fmt.Errorf("ldapsearch returned %d entries", bytes.Count(out, []byte("\ndn: "))+1)
+		}
+		return time.Since(t0), err
+	}
+	type row struct {
+		name           string
+		users          int
+		wall           time.Duration
+		rssKiB         int64
+		requests       int64
+		writes         int64
+		mode           string
+		ldap           time.Duration
+		wantWrites     int64
+		wantWritesText string
+	}
+	var rows []row
+	run := func(name string, users int, wantWrites int64, extra ...string) error {
+		ls, err := ldapsearch()
+		if err != nil {
+			return fmt.Errorf("ldapsearch baseline: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bench sync: %s\n", name)
+		m, err := syncProcess(bin, append([]string{"sync", "--config", cfg, "--output", "json"}, extra...))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, row{name: name, users: users, wall: m.wall, rssKiB: m.rssKiB, requests: m.requests, writes: m.writes,
+			mode: m.mode, ldap: ls, wantWrites: wantWrites})
+		if wantWrites >= 0 && m.writes != wantWrites {
+			return fmt.Errorf("%s: %d writes, want %d", name, m.writes, wantWrites)
+		}
+		return nil
+	}
+	if err := run("initial sync", *n, int64(*n)); err != nil {
+		return err
+	}
+	if err := run("no change", *n, 0); err != nil {
+		return err
+	}
+	var mods strings.Builder
+	for i := 0; i < *changes; i++ {
+		fmt.Fprintf(&mods, "dn: %s\nchangetype: modify\nreplace: title\ntitle: Changed %d\n\n", slapdtest.PersonDN(fmt.Sprintf("user%06d", i*(*n / *changes))), i)
+	}
+	ds.Modify(tb, mods.String())
+	if err := run(fmt.Sprintf("%d changes", *changes), *changes, int64(*changes)); err != nil {
+		return err
+	}
+	one := fmt.Sprintf("user%06d", *n/2)
+	ds.Replace(tb, slapdtest.PersonDN(one), "title", "Promoted")
+	if err := run("one user", 1, 1, "--user", one); err != nil {
+		return err
+	}
+	if err := run("full reconcile", *n, 0, "--full"); err != nil {
+		return err
+	}
+
+	fmt.Printf("scimsync sync: %d users in slapd -> scimsync serve on loopback, target.concurrency %d\n", *n, *conc)
+	fmt.Printf("baselines measured in this run: ldapsearch -E pr=1000/noprompt of the same entries before each row;\n")
+	fmt.Printf("the target's raw create rate: %d POSTs from %d clients into a fresh scimsync serve: %.0f users/s (p50 %s, p99 %s)\n\n",
+		rawN, *conc, rawStat.rate(), rawStat.p(0.5).Round(time.Microsecond), rawStat.p(0.99).Round(time.Microsecond))
+	fmt.Printf("| run | mode | wall | users/s | peak RSS | target requests | writes | ldapsearch | wall / ldapsearch |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s | %.0f | %d MiB | %d | %d | %s | %.2fx |\n", r.name, r.mode, r.wall.Round(time.Millisecond),
+			float64(r.users)/r.wall.Seconds(), r.rssKiB/1024, r.requests, r.writes, r.ldap.Round(time.Millisecond),
+			r.wall.Seconds()/r.ldap.Seconds())
+	}
+	init := rows[0]
+	fmt.Printf("\ninitial sync: %.0f users/s = %.2f x the target's raw create rate at the same concurrency\n",
+		float64(init.users)/init.wall.Seconds(), float64(init.users)/init.wall.Seconds()/rawStat.rate())
+	return nil
+}
+
+type syncMeasure struct {
+	wall             time.Duration
+	rssKiB           int64
+	requests, writes int64
+	mode             string
+}
+
+// syncProcess runs the binary under GNU time and reads its JSON plan header and result.
+func syncProcess(bin string, args []string) (syncMeasure, error) {
+	rss, err := os.CreateTemp("", "scimsync-bench-rss-")
+	if err != nil {
+		return syncMeasure{}, err
+	}
+	_ = rss.Close()
+	defer os.Remove(rss.Name())
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rss.Name(), bin}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return syncMeasure{}, err
+	}
+	cmd.Stderr = os.Stderr
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return syncMeasure{}, err
+	}
+	var m syncMeasure
+	dec := json.NewDecoder(bufio.NewReaderSize(out, 1<<20))
+	var plan struct {
+		Mode string `json:"mode"`
+	}
+	var res struct {
+		Requests int64 `json:"scim_requests"`
+		Writes   int64 `json:"scim_writes"`
+	}
+	perr := dec.Decode(&plan)
+	rerr := dec.Decode(&res)
+	werr := cmd.Wait()
+	m.wall = time.Since(t0)
+	if werr != nil {
+		return m, werr
+	}
+	if perr != nil || rerr != nil {
+		return m, fmt.Errorf("reading the plan and result: %v %v", perr, rerr)
+	}
+	m.mode, m.requests, m.writes = plan.Mode, res.Requests, res.Writes
+	rawRSS, err := os.ReadFile(rss.Name())
+	if err != nil {
+		return m, err
+	}
+	_, err = fmt.Sscan(strings.TrimSpace(string(rawRSS)), &m.rssKiB)
+	return m, err
+}
