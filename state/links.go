@@ -132,6 +132,8 @@ type Change struct {
 	By         string            `json:"by"` // who made the change: "sync" or an admin command
 	Old        map[string]string `json:"old,omitempty"`
 	New        map[string]string `json:"new,omitempty"`
+	// Error is set when the write was tried and failed (RecordFailures); empty means done.
+	Error string `json:"error,omitempty"`
 }
 
 // Commit records one target write in a single transaction: the link as it now stands (or its
@@ -150,12 +152,7 @@ func (s *Store) Commit(runID uint64, link Link, forget bool, ch Change) error {
 		if runID == 0 {
 			return nil
 		}
-		changes := tx.Bucket(bucketChanges)
-		seq, err := changes.NextSequence()
-		if err != nil {
-			return err
-		}
-		return putJSON(changes, append(be64(runID), be64(seq)...), ch)
+		return putChange(tx, runID, ch)
 	})
 	if err != nil {
 		return fmt.Errorf("state: commit %s of %q: %w", ch.Action, link.ExternalID, err)

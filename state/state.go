@@ -1,15 +1,19 @@
 // Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
 // project imports bbolt.
 //
-// Layout (schema version 1); every value is JSON, copied out of its transaction:
+// Layout (schema version 2); every value is JSON, copied out of its transaction:
 //
-//	meta          "schema_version" -> decimal string
-//	links         externalId -> Link            what the sync created or adopted on the target
-//	overrides     lower(userName) -> Override   administrator's managementMode overrides
-//	runs          be64(run id) -> Run           run history, oldest first
-//	changes       be64(run id) be64(seq) -> Change   per-run change log (old -> new)
-//	scim_users    id -> resource JSON           the built-in SCIM server's users
-//	scim_groups   id -> resource JSON           … and groups
+//	meta             "schema_version" -> decimal string
+//	links            externalId -> Link            what the sync created or adopted on the target
+//	overrides        lower(userName) -> Override   administrator's managementMode overrides
+//	runs             be64(run id) -> Run           run history, oldest first
+//	changes          be64(run id) be64(seq) -> Change   per-run change log (old -> new)
+//	changes_by_user  ukey(externalId) be64(run id) be64(seq) -> ""   per-user index of changes (v2)
+//	user_names       ukey(lower(userName)) externalId -> ""          names leading to users (v2)
+//	scim_users       id -> resource JSON           the built-in SCIM server's users
+//	scim_groups      id -> resource JSON           … and groups
+//
+// Runs, their changes and the index are pruned together (Prune, state.history_retention).
 package state
 
 import (
@@ -26,7 +30,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Files from a newer build are refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -115,6 +119,8 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 -> 2: index the change log by user, for `scimsync history USER`.
+	migrateIndexChanges,
 }
 
 func (s *Store) checkSchema() error {

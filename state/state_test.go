@@ -58,7 +58,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 func TestMigrationFromEmptyFileCreatesEveryBucket(t *testing.T) {
 	s, _ := openTemp(t)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLinks, bucketOverrides, bucketRuns, bucketChanges, []byte(KindUser), []byte(KindGroup)} {
+		for _, b := range [][]byte{bucketMeta, bucketLinks, bucketOverrides, bucketRuns, bucketChanges, []byte(KindUser), []byte(KindGroup),
+			bucketChangesByUser, bucketUserNames} {
 			if tx.Bucket(b) == nil {
 				t.Errorf("bucket %s missing after migration", b)
 			}
