@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/scimsync/scimsync/config"
@@ -61,11 +62,14 @@ func loadConfig(path string, need ...section) (*fileConfig, error) {
 
 func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	cfg := defaults()
-	if err := f.Decode(&cfg); err != nil {
+	cfg.file = f
+	// type errors and unknown keys first; validation then adds what it finds in the rest, so
+	// one run of any command lists every problem of the file
+	var ps config.Problems
+	if err := f.Decode(&cfg); err != nil && !errors.As(err, &ps) {
 		return nil, err
 	}
-	cfg.file = f
-	var ps config.Problems
+	nDecode := len(ps)
 	for _, s := range need {
 		if s == needDaemon {
 			ps.Merge("admin", cfg.Admin.Validate())
@@ -115,11 +119,28 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	default:
 		ps.Add("log.format", "must be json or console, got %q", cfg.Log.Format)
 	}
+	ps = dropEchoes(ps, nDecode)
 	if len(ps) > 0 {
 		located := f.Locate(ps)
 		return nil, fmt.Errorf("%s: %w", f.Name, located)
 	}
 	return &cfg, nil
+}
+
+// dropEchoes removes validation problems (from index n on) about a key whose value already
+// failed to decode: the default left in its place would only add a confusing second message.
+func dropEchoes(ps config.Problems, n int) config.Problems {
+	bad := map[string]bool{}
+	for _, p := range ps[:n] {
+		bad[p.Path] = true
+	}
+	out := ps[:n:n]
+	for _, p := range ps[n:] {
+		if !bad[p.Path] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func contains(ss []section, s section) bool {

@@ -6,7 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/scimsync/scimsync/sync"
 )
