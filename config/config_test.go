@@ -224,11 +224,11 @@ func TestExpandEnvDefault(t *testing.T) {
 	t.Setenv("SCIMSYNC_SET", "/run/credentials/scimsync.service")
 	t.Setenv("SCIMSYNC_EMPTY", "")
 	tests := map[string]string{
-		"${SCIMSYNC_SET:-/etc/scimsync}/ldap.secret":        "/run/credentials/scimsync.service/ldap.secret",
+		"${SCIMSYNC_SET:-/etc/scimsync}/ldap.secret":          "/run/credentials/scimsync.service/ldap.secret",
 		"${SCIMSYNC_SURELY_UNSET:-/etc/scimsync}/ldap.secret": "/etc/scimsync/ldap.secret",
-		"${SCIMSYNC_EMPTY:-dflt}":                           "dflt",
-		"${SCIMSYNC_EMPTY}":                                 "",
-		"plain $HOME {x}":                                   "plain $HOME {x}",
+		"${SCIMSYNC_EMPTY:-dflt}":                             "dflt",
+		"${SCIMSYNC_EMPTY}":                                   "",
+		"plain $HOME {x}":                                     "plain $HOME {x}",
 	}
 	for in, want := range tests {
 		got, err := ExpandEnv(in)
