@@ -29,15 +29,11 @@ func LoadRunReport(st *state.Store, id uint64) (*RunReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	chs, err := st.Changes(id)
+	chs, err := st.RunChanges(id)
 	if err != nil {
 		return nil, err
 	}
-	rep := &RunReport{FormatVersion: ReportFormatVersion, Run: r, Changes: make([]state.HistoryEntry, 0, len(chs))}
-	for i, ch := range chs {
-		rep.Changes = append(rep.Changes, state.HistoryEntry{Run: id, Seq: uint64(i + 1), Change: ch})
-	}
-	return rep, nil
+	return &RunReport{FormatVersion: ReportFormatVersion, Run: r, Changes: chs}, nil
 }
 
 // failedChanges turns the writes of res that failed into change-log entries carrying the

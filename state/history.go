@@ -270,3 +270,24 @@ func migrateIndexChanges(tx *bolt.Tx) error {
 		return indexChange(tx, bytes.Clone(k), ch)
 	})
 }
+
+// RunChanges returns the change log of one run with each entry's place in the log, in order.
+func (s *Store) RunChanges(runID uint64) ([]HistoryEntry, error) {
+	out := []HistoryEntry{}
+	prefix := be64(runID)
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketChanges).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			e := HistoryEntry{Run: runID, Seq: binary.BigEndian.Uint64(k[8:])}
+			if err := json.Unmarshal(v, &e.Change); err != nil {
+				return fmt.Errorf("change %d/%d: %w", runID, e.Seq, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: read changes of run %d: %w", runID, err)
+	}
+	return out, nil
+}

@@ -108,6 +108,10 @@ func TestHistoryFollowsRenamesAndShowsFailures(t *testing.T) {
 	if h, _ := s.History("jdoe2", 0); len(h) != 1 {
 		t.Fatalf("history of jdoe2: %+v", h)
 	}
+	rc, err := s.RunChanges(r2)
+	if err != nil || len(rc) != 2 || rc[0].Seq != 3 || rc[1].Error == "" {
+		t.Fatalf("run %d changes: %+v %v", r2, rc, err)
+	}
 }
 
 func TestRunByID(t *testing.T) {
