@@ -344,4 +344,21 @@ func TestJSONOutputIsOneDocumentForEveryCommand(t *testing.T) {
 	if ch := oneJSON(t, "history", out)["changes"].([]any); len(ch) == 0 {
 		t.Fatalf("history of alice after the sync is empty: %s", out)
 	}
+
+	// LoadCredential=: systemd puts the secret in $CREDENTIALS_DIRECTORY; the config names it
+	// with a fallback for an administrator's shell
+	creds := t.TempDir()
+	tok, _ := os.ReadFile(filepath.Join(dir, "scim.secret"))
+	_ = os.WriteFile(filepath.Join(creds, "target.secret"), tok, 0o400)
+	credCfg := filepath.Join(dir, "cred.yaml")
+	_ = os.WriteFile(credCfg, []byte(strings.Replace(cfgText, "token_file: "+dir+"/scim.secret\n  requests_per_second",
+		"token_file: ${CREDENTIALS_DIRECTORY:-/nonexistent}/target.secret\n  requests_per_second", 1)), 0o600)
+	out, errOut, code := runCLIEnv(t, []string{"CREDENTIALS_DIRECTORY=" + creds}, "sync", "--dry-run", "-c", credCfg)
+	if code != 0 || !strings.Contains(out, "Plan: 0 to create") {
+		t.Fatalf("sync with the token from $CREDENTIALS_DIRECTORY: %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = runCLIEnv(t, nil, "check", "-c", credCfg)
+	if code != 1 || !strings.Contains(out, "target.token_file: FAILED: stat /nonexistent/target.secret") {
+		t.Fatalf("check without $CREDENTIALS_DIRECTORY falls back to the default path: %d\n%s", code, out)
+	}
 }
