@@ -211,6 +211,9 @@ func (f *File) paths() map[int]string {
 }
 
 func joinPath(path, key string) string {
+	if key == "" {
+		key = `""` // an empty key still needs a visible name in a message
+	}
 	if path == "" {
 		return key
 	}

@@ -288,3 +288,17 @@ func TestCheckSecretFile(t *testing.T) {
 		}
 	}
 }
+
+func FuzzExpandEnv(f *testing.F) {
+	f.Add("${HOME}/x")
+	f.Add("${CREDENTIALS_DIRECTORY:-/etc/scimsync}/ldap.secret")
+	f.Add("${A:-${B:-c}}")
+	f.Add(strings.Repeat("${X:-", 1000) + strings.Repeat("}", 1000))
+	f.Add("$${}{}${:-}")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := ExpandEnv(s)
+		if !strings.Contains(s, "${") && (err != nil || out != s) {
+			t.Fatalf("ExpandEnv(%q) = %q, %v; want it unchanged", s, out, err)
+		}
+	})
+}

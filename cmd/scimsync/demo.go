@@ -53,6 +53,7 @@ target:
   requests_per_second: 0
 sync:
   schedule: "@every 1m"
+  run_on_start: true
   overrides:
     - user_name: "svc-*"                  # service accounts are hands-off
 server:
@@ -67,7 +68,7 @@ state:
   path: {{.Dir}}/state.db
   report_dir: {{.Dir}}/reports
 log:
-  level: warn
+  level: info
 `))
 
 // demoStep is one step of `demo -o json`.
