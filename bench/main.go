@@ -342,14 +342,12 @@ log:
 			return fmt.Errorf("%s: %v", name, err)
 		}
 		wall := time.Since(t0)
+		// `sync -o json` prints one document: the plan, the result and the request counts
 		var res struct {
 			Requests int64 `json:"scim_requests"`
 			Writes   int64 `json:"scim_writes"`
 		}
-		dec := json.NewDecoder(&out)
-		var plan map[string]any
-		_ = dec.Decode(&plan)
-		if err := dec.Decode(&res); err != nil {
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 			return fmt.Errorf("%s: result: %v", name, err)
 		}
 		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux

@@ -279,6 +279,18 @@ func TestLooseSecretWarnedAtStartupWithJournalPriority(t *testing.T) {
 	if !warned {
 		t.Fatalf("no <4>-prefixed warning about the secret's mode:\n%s", raw)
 	}
+	// -q keeps only errors; -v and --log-level debug add debug lines; -q -v is refused
+	_, errOut, _ := runCLIEnv(t, nil, "sync", "--dry-run", "-q", "-c", cfg)
+	if strings.Contains(errOut, "readable by group or others") {
+		t.Errorf("-q still warns:\n%s", errOut)
+	}
+	_, errOut, _ = runCLIEnv(t, nil, "sync", "--dry-run", "--log-level", "warn", "-c", cfg)
+	if !strings.Contains(errOut, "readable by group or others") {
+		t.Errorf("--log-level warn drops the warning:\n%s", errOut)
+	}
+	if _, errOut, code := runCLIEnv(t, nil, "status", "-q", "-v", "-c", cfg); code != 1 || !strings.Contains(errOut, "contradict") {
+		t.Errorf("-q -v: %d %s", code, errOut)
+	}
 }
 
 func TestJSONOutputIsOneDocumentForEveryCommand(t *testing.T) {
