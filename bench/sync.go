@@ -182,25 +182,25 @@ func syncProcess(bin string, args []string) (syncMeasure, error) {
 		return syncMeasure{}, err
 	}
 	var m syncMeasure
+	// sync -o json prints one document: the report, with the plan streamed into it
 	dec := json.NewDecoder(bufio.NewReaderSize(out, 1<<20))
-	var plan struct {
-		Mode string `json:"mode"`
-	}
-	var res struct {
+	var rep struct {
+		Plan struct {
+			Mode string `json:"mode"`
+		} `json:"plan"`
 		Requests int64 `json:"scim_requests"`
 		Writes   int64 `json:"scim_writes"`
 	}
-	perr := dec.Decode(&plan)
-	rerr := dec.Decode(&res)
+	derr := dec.Decode(&rep)
 	werr := cmd.Wait()
 	m.wall = time.Since(t0)
 	if werr != nil {
 		return m, werr
 	}
-	if perr != nil || rerr != nil {
-		return m, fmt.Errorf("reading the plan and result: %v %v", perr, rerr)
+	if derr != nil {
+		return m, fmt.Errorf("reading the report: %w", derr)
 	}
-	m.mode, m.requests, m.writes = plan.Mode, res.Requests, res.Writes
+	m.mode, m.requests, m.writes = rep.Plan.Mode, rep.Requests, rep.Writes
 	rawRSS, err := os.ReadFile(rss.Name())
 	if err != nil {
 		return m, err

@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/agnivade/levenshtein"
+	"go.yaml.in/yaml/v3"
 )
 
 // Problem is one thing wrong with a config file, located by its key path (e.g. "ldap.url").
@@ -94,18 +96,240 @@ func ReadFile(path string) (*File, error) {
 	return Parse(path, data)
 }
 
-// Decode fills v strictly: an unknown key is an error that names its line.
+// Decode fills v strictly and reports every problem it can find in one pass, as Problems with
+// key path and line: each unknown key (with the nearest known key as a suggestion) and each
+// value of the wrong type. Fields that decoded keep their values, so a caller can go on to
+// validate and report those problems too.
 func (f *File) Decode(v any) error {
+	var ps Problems
+	if t := reflect.TypeOf(v); t != nil {
+		unknownKeys(f.root, t, "", &ps)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(f.data))
 	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %s: %s", f.Name, unknownField.ReplaceAllString(err.Error(), `unknown key "$1"`))
+	err := dec.Decode(v)
+	var te *yaml.TypeError
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+	case errors.As(err, &te):
+		lines := f.paths()
+		for _, msg := range te.Errors {
+			m := lineMsg.FindStringSubmatch(msg)
+			if m == nil {
+				ps = append(ps, Problem{Path: "(file)", Msg: msg})
+				continue
+			}
+			if notFound.MatchString(m[2]) {
+				continue // unknownKeys reported it, with a suggestion
+			}
+			line, _ := strconv.Atoi(m[1])
+			path := lines[line]
+			if path == "" {
+				path = "(file)"
+			}
+			ps = append(ps, Problem{Path: path, Line: line, Msg: reword(m[2])})
+		}
+	default:
+		return fmt.Errorf("config: %s: %w", f.Name, err)
 	}
-	return nil
+	if len(ps) == 0 {
+		return nil
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	return ps
 }
 
-// unknownField rewords yaml.v3's Go-centric message for an administrator.
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+var (
+	lineMsg    = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
+	notFound   = regexp.MustCompile(`^field \S+ not found in type \S+`)
+	unmarshalX = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)$")
+)
+
+// reword turns the YAML library's Go-centric type errors into words an administrator reads.
+func reword(msg string) string {
+	m := unmarshalX.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	got := map[string]string{"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
+		"map": "a section", "seq": "a list", "null": "nothing", "timestamp": "a date"}[m[1]]
+	if got == "" {
+		got = m[1]
+	}
+	if m[2] != "" {
+		got += fmt.Sprintf(" %q", m[2])
+	}
+	want := m[3]
+	switch {
+	case strings.HasPrefix(want, "[]"):
+		want = "a list"
+	case strings.HasPrefix(want, "map["), strings.Contains(want, "."):
+		want = "a section (key: value lines)"
+	case strings.HasPrefix(want, "int"), strings.HasPrefix(want, "uint"):
+		want = "a whole number"
+	case strings.HasPrefix(want, "float"):
+		want = "a number"
+	case want == "bool":
+		want = "true or false"
+	case want == "string":
+		want = "text"
+	}
+	return fmt.Sprintf("want %s, got %s", want, got)
+}
+
+// paths maps each line of the file to the key path written on it, for problems the YAML
+// library reports by line only.
+func (f *File) paths() map[int]string {
+	lines := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := joinPath(path, k.Value)
+				lines[k.Line] = p
+				if _, ok := lines[v.Line]; !ok {
+					lines[v.Line] = p
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := lines[item.Line]; !ok {
+					lines[item.Line] = p
+				}
+				walk(item, p)
+			}
+		}
+	}
+	if f.root != nil {
+		walk(f.root, "")
+	}
+	return lines
+}
+
+func joinPath(path, key string) string {
+	if key == "" {
+		key = `""` // an empty key still needs a visible name in a message
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// unknownKeys walks the document beside the Go type it decodes into and reports every key the
+// type does not have, suggesting the nearest one that it does.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string, ps *Problems) {
+	if n == nil {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return // a scalar with its own rules (Secret, Duration)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return // a type error the decoder reports
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			ft, ok := fields[k.Value]
+			if !ok {
+				*ps = append(*ps, Problem{Path: joinPath(path, k.Value), Line: k.Line, Msg: unknownKeyMsg(k.Value, fields)})
+				continue
+			}
+			unknownKeys(n.Content[i+1], ft, joinPath(path, k.Value), ps)
+		}
+	case reflect.Slice, reflect.Array:
+		if n.Kind != yaml.SequenceNode {
+			return
+		}
+		for i, item := range n.Content {
+			unknownKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), ps)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			unknownKeys(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), ps)
+		}
+	}
+}
+
+// yamlFields lists the keys a struct accepts, the way the YAML library names them.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag := sf.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			ft := sf.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for k, v := range yamlFields(ft) {
+					out[k] = v
+				}
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(sf.Name)
+		}
+		out[name] = sf.Type
+	}
+	return out
+}
+
+func unknownKeyMsg(key string, fields map[string]reflect.Type) string {
+	known := make([]string, 0, len(fields))
+	for k := range fields {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	if s := Suggest(key, known); s != "" {
+		return fmt.Sprintf("unknown key %q (did you mean %q?)", key, s)
+	}
+	return fmt.Sprintf("unknown key %q (keys here: %s)", key, strings.Join(known, ", "))
+}
+
+// Suggest returns the candidate nearest to word when it is near enough to be a likely typo
+// ("bind_pasword", "baseDN", "schedual"), or "" when none is.
+func Suggest(word string, candidates []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+	}
+	w := norm(word)
+	best, bestD := "", 1<<30
+	for _, c := range candidates {
+		d := levenshtein.ComputeDistance(w, norm(c))
+		if d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" || bestD > max(1, len(w)/3) {
+		return ""
+	}
+	return best
+}
 
 // Line returns the line of the key at path ("a.b[2].c"), or 0 when the key is absent.
 func (f *File) Line(path string) int {
@@ -148,11 +372,14 @@ func splitPath(path string) []string {
 	return strings.Split(path, ".")
 }
 
-// Locate fills in line numbers and sorts problems by line so the report reads top to bottom.
+// Locate fills in the line numbers not yet known and sorts problems by line so the report
+// reads top to bottom.
 func (f *File) Locate(ps Problems) Problems {
 	out := make(Problems, len(ps))
 	for i, p := range ps {
-		p.Line = f.Line(p.Path)
+		if p.Line == 0 {
+			p.Line = f.Line(p.Path)
+		}
 		out[i] = p
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })

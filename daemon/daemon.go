@@ -19,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/daemon/notify"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/scimserver"
@@ -65,7 +67,15 @@ type Settings struct {
 	Server  *scimserver.ServerConfig // nil: no SCIM server in this process
 	Admin   AdminConfig
 	State   state.Config
+	Notify  notify.Config
 	Level   string // log level
+	// ProgressInterval is how often a long sync logs its progress and updates STATUS= (default 5s).
+	ProgressInterval time.Duration
+}
+
+// BuildInfo identifies the binary, for scimsync_build_info and the webhooks' User-Agent.
+type BuildInfo struct {
+	Version, Commit, Date, GoVersion string
 }
 
 // Loader re-reads and fully validates the config file (on SIGHUP).
@@ -93,15 +103,37 @@ func ValidateSchedule(spec, tz string) (err error) {
 // ErrBusy means a sync is already running.
 var ErrBusy = errors.New("a sync is already running")
 
+// SyncOptions narrow or loosen one run started through the daemon (POST /sync).
+type SyncOptions struct {
+	DryRun           bool   // plan only; nothing is written or recorded
+	User             string // this one userName only
+	AllowDeprovision int    // approve up to N disables/deletes held back by the safety limits
+	AllowRecreate    int    // approve creating again up to N users the target lost
+	Full             bool   // a full reconcile, whether it is due or not
+}
+
+// PlanOptions are the engine's options for these.
+func (o SyncOptions) PlanOptions() sync.PlanOptions {
+	return sync.PlanOptions{OnlyUser: o.User, AllowDeprovision: o.AllowDeprovision, AllowRecreate: o.AllowRecreate, Full: o.Full}
+}
+
+// Outcome is what one run planned and did, and the SCIM requests it took.
+type Outcome struct {
+	Plan   *sync.Plan
+	Result *sync.Result
+	Stats  scimclient.StatsSnapshot
+}
+
 // Daemon is one `scimsync run` process.
 type Daemon struct {
 	load  Loader
 	log   *zap.Logger
 	level zap.AtomicLevel
+	build BuildInfo
 	reg   *prometheus.Registry
 	m     *metrics
 
-	mu       gosync.Mutex // guards cur, cron fields, last*
+	mu       gosync.Mutex // guards cur, cron fields, last*, notifier, prog
 	cur      *Settings
 	cron     *cron.Cron
 	entry    cron.EntryID
@@ -109,6 +141,14 @@ type Daemon struct {
 	lastErr  string
 	ldapOK   *bool
 	targetOK *bool
+	notifier *notify.Notifier
+	prog     *Progress // the running sync's, for the watchdog
+
+	// watchdog: the scheduler loop proves it is alive by running beat every beatEvery
+	wdInterval time.Duration
+	beatEvery  time.Duration
+	lastBeat   atomic.Int64 // unix nanos
+	wdSick     atomic.Bool  // a "not pinging" error was logged for the current streak
 
 	syncing  gosync.Mutex // held while a sync runs: never two at once
 	running  atomic.Bool
@@ -119,7 +159,7 @@ type Daemon struct {
 	adminTok config.Secret
 
 	// runSync performs one run; it is runOnce except in tests that need a sync to panic.
-	runSync func(ctx context.Context, dry bool) (*sync.Plan, *sync.Result, error)
+	runSync func(ctx context.Context, opts SyncOptions) (*Outcome, error)
 
 	ctx    context.Context // cancelled by Stop: running syncs stop at a safe point
 	cancel context.CancelFunc
@@ -128,7 +168,7 @@ type Daemon struct {
 }
 
 // New builds a daemon from validated settings. Nothing is opened until Start.
-func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel) (*Daemon, error) {
+func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel, build BuildInfo) (*Daemon, error) {
 	if err := ValidateSchedule(s.Sync.Schedule, s.Sync.Timezone); err != nil {
 		return nil, fmt.Errorf("daemon: sync.%w", err)
 	}
@@ -137,7 +177,12 @@ func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel) (*Dae
 		return nil, fmt.Errorf("daemon: admin token: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	d := &Daemon{load: load, log: log, level: level, reg: reg, m: newMetrics(reg), cur: s, adminTok: tok}
+	m := newMetrics(reg, build)
+	n, err := notify.New(s.Notify, build.Version, log, m.notifications)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{load: load, log: log, level: level, build: build, reg: reg, m: m, cur: s, adminTok: tok, notifier: n}
 	d.runSync = d.runOnce
 	return d, nil
 }
@@ -169,13 +214,20 @@ func (d *Daemon) Start() error {
 	}
 	d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = d.admin.Serve(d.adminLn) }()
+	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil && wd > 0 {
+		d.wdInterval = wd
+		d.beatEvery = max(time.Second, wd/4)
+	}
+	d.beat()
 	if err := d.schedule(s); err != nil {
 		d.stopServers(context.Background())
 		return err
 	}
 	if runs, err := st.Runs(1); err == nil && len(runs) > 0 {
 		d.lastRun = &runs[0]
+		d.m.setLastResult(runs[0].Result)
 	}
+	d.updateManaged()
 	d.startWatchdog()
 	d.notify(sddaemon.SdNotifyReady + "\nSTATUS=" + d.statusLine())
 	d.log.Info("scimsync running", zap.String("admin", d.AdminAddr()), zap.String("schedule", s.Sync.Schedule),
@@ -221,6 +273,10 @@ func (d *Daemon) schedule(s *Settings) error {
 	if err != nil {
 		return fmt.Errorf("daemon: sync.schedule: %w", err)
 	}
+	if d.beatEvery > 0 {
+		// the watchdog pings only while this runs: a wedged scheduler stops the pings
+		c.Schedule(cron.Every(d.beatEvery), cron.FuncJob(d.beat))
+	}
 	d.mu.Lock()
 	old := d.cron
 	d.cron, d.entry = c, id
@@ -250,18 +306,21 @@ func (d *Daemon) scheduledRun() {
 			return
 		}
 	}
-	_, _, err := d.SyncNow(d.ctx, false)
+	out, err := d.SyncNow(d.ctx, SyncOptions{})
+	if out != nil {
+		_ = out.Plan.Close()
+	}
 	if errors.Is(err, ErrBusy) {
 		d.m.skipped.Inc()
 		d.log.Info("scheduled sync skipped: the previous one is still running")
 	}
 }
 
-// SyncNow runs one sync (or, with dry, plans one) unless one is running. A panic inside the
-// run is recovered, logged and counted; the daemon keeps going.
-func (d *Daemon) SyncNow(ctx context.Context, dry bool) (plan *sync.Plan, res *sync.Result, err error) {
+// SyncNow runs one sync (or, with opts.DryRun, plans one) unless one is running. A panic inside
+// the run is recovered, logged and counted; the daemon keeps going.
+func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, err error) {
 	if !d.syncing.TryLock() {
-		return nil, nil, ErrBusy
+		return nil, ErrBusy
 	}
 	defer d.syncing.Unlock()
 	d.running.Store(true)
@@ -274,38 +333,59 @@ func (d *Daemon) SyncNow(ctx context.Context, dry bool) (plan *sync.Plan, res *s
 		}
 	}()
 	started := time.Now()
-	plan, res, err = d.runSync(ctx, dry)
-	if !dry {
-		d.recordOutcome(started, plan, res, err)
+	out, err = d.runSync(ctx, opts)
+	if !opts.DryRun && !errors.Is(err, sync.ErrUserNotFound) {
+		d.recordOutcome(started, opts, out, err)
 	}
-	return plan, res, err
+	return out, err
 }
 
-func (d *Daemon) runOnce(ctx context.Context, dry bool) (*sync.Plan, *sync.Result, error) {
+// runOnce is the daemon's one call site of the sync engine: open, plan, record a failed plan,
+// apply. Everything around it (metrics, history, alerts) works on what it returns.
+func (d *Daemon) runOnce(ctx context.Context, opts SyncOptions) (*Outcome, error) {
 	s := d.settings()
-	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync}, d.store, d.log,
-		func(src sync.Source) sync.Source { return countingSource{src, d.m} })
-	if err != nil {
-		return nil, nil, err
+	interval := s.ProgressInterval
+	if interval <= 0 {
+		interval = 5 * time.Second
 	}
-	tgt.Observe(d.m.observeSCIM)
+	prog := NewProgress(d.log, func(st string) { d.notify("STATUS=" + st) }, interval)
+	d.mu.Lock()
+	d.prog = prog
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.prog = nil
+		d.mu.Unlock()
+	}()
+	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync}, d.store, d.log,
+		func(src sync.Source) sync.Source { return countingSource{src, d.m, prog} })
+	if err != nil {
+		return nil, err
+	}
+	tgt.Observe(func(method string, status int) {
+		d.m.observeSCIM(method, status)
+		prog.Touch()
+	})
 	started := time.Now()
-	plan, err := eng.Plan(ctx, sync.PlanOptions{})
+	plan, err := eng.Plan(ctx, opts.PlanOptions())
 	d.contact(err)
 	if err != nil {
-		if !dry {
+		if !opts.DryRun && !errors.Is(err, sync.ErrUserNotFound) {
 			if rerr := eng.RecordFailure(started, err); rerr != nil {
 				d.log.Error("could not record the failed run", zap.Error(rerr))
 			}
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	if dry {
-		return plan, nil, nil
+	out := &Outcome{Plan: plan}
+	if opts.DryRun {
+		out.Stats = tgt.Stats()
+		return out, nil
 	}
-	res, err := eng.Apply(ctx, plan, nil)
-	d.m.retries.Add(float64(tgt.Stats().Retries))
-	return plan, res, err
+	out.Result, err = eng.Apply(ctx, plan, prog.Apply)
+	out.Stats = tgt.Stats()
+	d.m.retries.Add(float64(out.Stats.Retries))
+	return out, err
 }
 
 // contact records whether the directory and the target answered, for /readyz. A read that
@@ -315,7 +395,7 @@ func (d *Daemon) contact(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, sync.ErrUserNotFound):
 		d.ldapOK, d.targetOK = &t, &t
 	case errors.Is(err, sync.ErrSourceFailed):
 		d.ldapOK = &f
@@ -326,7 +406,10 @@ func (d *Daemon) contact(err error) {
 	}
 }
 
-func (d *Daemon) recordOutcome(started time.Time, plan *sync.Plan, res *sync.Result, err error) {
+// maxChangeLines bounds the per-user log lines of one run; the rest is in `scimsync runs show`.
+const maxChangeLines = 1000
+
+func (d *Daemon) recordOutcome(started time.Time, opts SyncOptions, out *Outcome, err error) {
 	result := "ok"
 	switch {
 	case errors.Is(err, sync.ErrSafetyLimit), errors.Is(err, sync.ErrEmptySource):
@@ -336,8 +419,14 @@ func (d *Daemon) recordOutcome(started time.Time, plan *sync.Plan, res *sync.Res
 	case err != nil:
 		result = "error"
 	}
+	var plan *sync.Plan
+	var res *sync.Result
+	if out != nil {
+		plan, res = out.Plan, out.Result
+	}
 	d.m.runs.WithLabelValues(result).Inc()
 	d.m.duration.Observe(time.Since(started).Seconds())
+	d.m.setLastResult(result)
 	if plan != nil {
 		d.m.unchanged.Add(float64(plan.Unchanged))
 	}
@@ -345,11 +434,16 @@ func (d *Daemon) recordOutcome(started time.Time, plan *sync.Plan, res *sync.Res
 		for a, n := range res.Done {
 			d.m.users.WithLabelValues(string(a)).Add(float64(n))
 		}
+		d.logChanges(plan, res)
 	}
 	if result == "ok" {
 		d.m.lastSuccess.SetToCurrentTime()
 	}
-	runs, _ := d.store.Runs(1)
+	s := d.settings()
+	if berr := Bookkeep(d.store, s.State, plan, res, time.Now()); berr != nil {
+		d.log.Warn("run history bookkeeping incomplete", zap.Error(berr))
+	}
+	runs, _ := d.store.Runs(20)
 	d.mu.Lock()
 	if len(runs) > 0 {
 		d.lastRun = &runs[0]
@@ -358,13 +452,77 @@ func (d *Daemon) recordOutcome(started time.Time, plan *sync.Plan, res *sync.Res
 	if err != nil {
 		d.lastErr = err.Error()
 	}
+	n := d.notifier
 	d.mu.Unlock()
+	d.updateManaged()
 	if err != nil {
 		d.log.Error("sync finished with an error", zap.String("result", result), zap.Error(err))
 	} else {
 		d.log.Info("sync finished", zap.String("summary", sync.ResultLine(res)))
 	}
 	d.notify("STATUS=" + d.statusLine())
+	// a one-user run says nothing about the directory as a whole: no alert from it
+	if opts.User == "" && result != "cancelled" {
+		// not cancelled by Stop, which waits for the delivery (bounded by its own timeout)
+		n.Go(context.WithoutCancel(d.ctx), notify.Evaluate(runs, s.Notify.InvalidThreshold))
+	}
+}
+
+// logChanges names every user the run changed (up to maxChangeLines), so the journal answers
+// "what happened to alice" without the state file.
+func (d *Daemon) logChanges(plan *sync.Plan, res *sync.Result) {
+	if plan == nil {
+		return
+	}
+	failed := map[string]bool{}
+	for _, f := range res.Failed {
+		failed[f.UserName+"\x00"+string(f.Action)] = true
+	}
+	n := 0
+	_ = plan.Each(func(it sync.Item) error {
+		switch it.Action {
+		case sync.ActionCreate, sync.ActionUpdate, sync.ActionDisable, sync.ActionDelete:
+		default:
+			return nil
+		}
+		if it.Blocked || failed[it.Name+"\x00"+string(it.Action)] {
+			return nil
+		}
+		n++
+		if n > maxChangeLines {
+			return nil
+		}
+		attrs := make([]string, 0, len(it.Changes))
+		for _, c := range it.Changes {
+			attrs = append(attrs, c.Attribute)
+		}
+		d.log.Info("changed", zap.Uint64("run", res.RunID), zap.String("kind", string(it.Kind)), zap.String("name", it.Name),
+			zap.String("action", string(it.Action)), zap.Strings("attributes", attrs))
+		return nil
+	})
+	if n > maxChangeLines {
+		d.log.Info("more users changed than logged one by one", zap.Uint64("run", res.RunID), zap.Int("not_logged", n-maxChangeLines),
+			zap.String("see", fmt.Sprintf("scimsync runs show %d", res.RunID)))
+	}
+}
+
+// updateManaged sets scimsync_managed_users from the links in state.
+func (d *Daemon) updateManaged() {
+	links, err := d.store.Links()
+	if err != nil {
+		d.log.Warn("cannot count managed users", zap.Error(err))
+		return
+	}
+	active, disabled := 0, 0
+	for _, l := range links {
+		if l.DisabledAt.IsZero() {
+			active++
+		} else {
+			disabled++
+		}
+	}
+	d.m.managed.WithLabelValues("active").Set(float64(active))
+	d.m.managed.WithLabelValues("disabled").Set(float64(disabled))
 }
 
 func (d *Daemon) statusLine() string {
@@ -381,7 +539,7 @@ func (d *Daemon) statusLine() string {
 // Reload re-reads the config; only a fully valid one is swapped in. Listener addresses and the
 // state path need a restart and are reported as such.
 func (d *Daemon) Reload() error {
-	d.notify("RELOADING=1\nMONOTONIC_USEC=" + fmt.Sprint(time.Now().UnixMicro()))
+	d.notify("RELOADING=1\nMONOTONIC_USEC=" + fmt.Sprint(monotonicUsec()))
 	defer d.notify(sddaemon.SdNotifyReady)
 	next, err := d.load()
 	if err == nil {
@@ -402,11 +560,17 @@ func (d *Daemon) Reload() error {
 	if next.State.Path != cur.State.Path || next.Admin.Listen != cur.Admin.Listen || !reflect.DeepEqual(next.Server, cur.Server) {
 		d.log.Warn("state.path, admin.listen and the server section (listener, tokens, TLS) take effect only after a restart")
 	}
+	n, err := notify.New(next.Notify, d.build.Version, d.log, d.m.notifications)
+	if err != nil {
+		d.m.reloads.WithLabelValues("rejected").Inc()
+		d.log.Error("reload rejected; the running configuration stays", zap.Error(err))
+		return err
+	}
 	if lvl, err := zap.ParseAtomicLevel(next.Level); err == nil {
 		d.level.SetLevel(lvl.Level())
 	}
 	d.mu.Lock()
-	d.cur, d.adminTok = next, tok
+	d.cur, d.adminTok, d.notifier = next, tok, n
 	d.mu.Unlock()
 	if err := d.schedule(next); err != nil {
 		return err
@@ -442,6 +606,12 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	if d.stopWD != nil {
 		close(d.stopWD)
 	}
+	d.mu.Lock()
+	n := d.notifier
+	d.mu.Unlock()
+	if nerr := n.Wait(ctx); nerr != nil {
+		d.log.Warn("stopping before every notification was delivered", zap.Error(nerr))
+	}
 	d.stopServers(ctx)
 	if err != nil {
 		return err // the store stays open: closing it under a running sync would lose its commits
@@ -472,19 +642,71 @@ func (d *Daemon) notify(state string) {
 	}
 }
 
-// startWatchdog pings systemd at half of WatchdogSec when it asks for pings.
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, the clock systemd compares MONOTONIC_USEC
+// with (the wall clock can jump).
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}
+
+// beat is the scheduler's heartbeat job. Taking d.mu proves the daemon's state is not wedged
+// either.
+func (d *Daemon) beat() {
+	d.mu.Lock()
+	d.mu.Unlock() //nolint:staticcheck // an empty critical section on purpose: see above
+	d.lastBeat.Store(time.Now().UnixNano())
+}
+
+// stallLimit is how long a running sync may show no sign of life (no entry read, no SCIM
+// answer, no write done) before the watchdog deems it hung: the longest single wait it can
+// legitimately have, which is a Retry-After (capped at 10 minutes by the client) or one
+// request's timeout, plus a minute.
+func stallLimit(s *Settings) time.Duration {
+	return max(s.LDAP.RequestTimeout.D(), s.LDAP.DialTimeout.D(), s.Target.Timeout.D()) + 11*time.Minute
+}
+
+// unhealthy says why the watchdog must not ping now, or "" when all is well: the scheduler
+// loop stopped beating, or the running sync is hung.
+func (d *Daemon) unhealthy(now time.Time) string {
+	if age := now.Sub(time.Unix(0, d.lastBeat.Load())); age > 2*d.beatEvery+time.Second {
+		return fmt.Sprintf("the scheduler loop has not run for %s", age.Round(time.Second))
+	}
+	d.mu.Lock()
+	p, s := d.prog, d.cur
+	d.mu.Unlock()
+	if p != nil {
+		if quiet := now.Sub(p.LastActivity()); quiet > stallLimit(s) {
+			return fmt.Sprintf("the running sync has shown no activity for %s", quiet.Round(time.Second))
+		}
+	}
+	return ""
+}
+
+// startWatchdog pings systemd at half of WatchdogSec, but only while unhealthy finds nothing:
+// systemd then restarts a daemon whose scheduler or sync is stuck.
 func (d *Daemon) startWatchdog() {
-	interval, err := sddaemon.SdWatchdogEnabled(false)
-	if err != nil || interval <= 0 {
+	if d.wdInterval <= 0 {
 		return
 	}
 	d.stopWD = make(chan struct{})
 	go func() {
-		t := time.NewTicker(interval / 2)
+		t := time.NewTicker(d.wdInterval / 2)
 		defer t.Stop()
 		for {
 			select {
-			case <-t.C:
+			case now := <-t.C:
+				if why := d.unhealthy(now); why != "" {
+					if !d.wdSick.Swap(true) {
+						d.log.Error("watchdog: not pinging systemd, which will restart the service", zap.String("reason", why))
+					}
+					continue
+				}
+				if d.wdSick.Swap(false) {
+					d.log.Info("watchdog: healthy again")
+				}
 				d.notify(sddaemon.SdNotifyWatchdog)
 			case <-d.stopWD:
 				return
@@ -493,15 +715,17 @@ func (d *Daemon) startWatchdog() {
 	}()
 }
 
-// countingSource counts directory changes read, for /metrics.
+// countingSource counts directory changes read, for /metrics and the run's progress.
 type countingSource struct {
 	sync.Source
-	m *metrics
+	m    *metrics
+	prog *Progress
 }
 
 func (c countingSource) Read(ctx context.Context, q ldap.Query, cur *ldap.Cursor, fn func(ldap.Change) error) (ldap.ReadResult, error) {
 	return c.Source.Read(ctx, q, cur, func(ch ldap.Change) error {
 		c.m.ldapEntries.Inc()
+		c.prog.Read()
 		return fn(ch)
 	})
 }

@@ -71,14 +71,14 @@ func TestContactTracksWhatWasReached(t *testing.T) {
 
 func TestPanickingSyncIsRecoveredAndCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	d := &Daemon{log: zap.NewNop(), m: newMetrics(reg)}
+	d := &Daemon{log: zap.NewNop(), m: newMetrics(reg, BuildInfo{})}
 	calls := 0
-	d.runSync = func(context.Context, bool) (*sync.Plan, *sync.Result, error) {
+	d.runSync = func(context.Context, SyncOptions) (*Outcome, error) {
 		calls++
 		panic("boom")
 	}
 	for i := 0; i < 2; i++ { // the second call proves the lock was released
-		if _, _, err := d.SyncNow(context.Background(), true); err == nil || !strings.Contains(err.Error(), "boom") {
+		if _, err := d.SyncNow(context.Background(), SyncOptions{DryRun: true}); err == nil || !strings.Contains(err.Error(), "boom") {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}

@@ -5,6 +5,9 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/scimsync/scimsync/daemon/notify"
 )
 
 // metrics are registered on the daemon's own registry, never the global default.
@@ -22,14 +25,26 @@ type metrics struct {
 	panics      prometheus.Counter
 	reloads     *prometheus.CounterVec
 	serverReqs  *prometheus.CounterVec
+
+	managed       *prometheus.GaugeVec
+	lastResult    *prometheus.GaugeVec
+	notifications *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// runResults are the values of the result label, each present from the start so a dashboard
+// never sees a series appear out of nowhere.
+var runResults = []string{"ok", "error", "stopped", "cancelled"}
+
+// durationBuckets reach from a no-change run of a small directory (under a second) to a first
+// sync of 100,000 users at 20 requests/s (about 5,000 s) and beyond.
+var durationBuckets = []float64{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800}
+
+func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 	m := &metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_sync_runs_total",
 			Help: "Sync runs by result (ok, error, stopped, cancelled)."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scimsync_sync_duration_seconds",
-			Help: "Wall time of sync runs.", Buckets: prometheus.ExponentialBuckets(0.5, 2, 12)}),
+			Help: "Wall time of sync runs.", Buckets: durationBuckets}),
 		users: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_sync_users_total",
 			Help: "Users changed on the target, by action."}, []string{"action"}),
 		unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_sync_users_unchanged_total",
@@ -52,10 +67,34 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Configuration reloads by outcome (applied, rejected)."}, []string{"outcome"}),
 		serverReqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_scim_server_requests_total",
 			Help: "Requests served by the SCIM server, by method and status."}, []string{"method", "status"}),
+		managed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scimsync_managed_users",
+			Help: "Target users the sync created or adopted, by state (active, disabled awaiting delete_after)."}, []string{"state"}),
+		lastResult: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scimsync_last_run_result",
+			Help: "1 for the result of the last recorded run, 0 for the others."}, []string{"result"}),
+		notifications: notify.NewCounter(),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scimsync_build_info",
+		Help: "Always 1; the labels say which build is running."}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
+	for _, r := range runResults {
+		m.lastResult.WithLabelValues(r)
+		m.runs.WithLabelValues(r)
 	}
 	reg.MustRegister(m.runs, m.duration, m.users, m.unchanged, m.scimReqs, m.retries, m.throttled, m.ldapEntries,
-		m.lastSuccess, m.skipped, m.panics, m.reloads, m.serverReqs)
+		m.lastSuccess, m.skipped, m.panics, m.reloads, m.serverReqs, m.managed, m.lastResult, m.notifications, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// setLastResult marks result as the last run's.
+func (m *metrics) setLastResult(result string) {
+	for _, r := range runResults {
+		v := 0.0
+		if r == result {
+			v = 1
+		}
+		m.lastResult.WithLabelValues(r).Set(v)
+	}
 }
 
 func (m *metrics) observeSCIM(method string, status int) {

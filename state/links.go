@@ -243,6 +243,8 @@ type Change struct {
 	By         string            `json:"by"` // who made the change: "sync" or an admin command
 	Old        map[string]string `json:"old,omitempty"`
 	New        map[string]string `json:"new,omitempty"`
+	// Error is set when the write was tried and failed (RecordFailures); empty means done.
+	Error string `json:"error,omitempty"`
 }
 
 // Commit is one target write's record: the link as it now stands (or its removal), the
@@ -316,12 +318,7 @@ func commitOne(tx *bolt.Tx, runID uint64, c Commit) error {
 	}
 	ch := *c.Change
 	ch.Kind = kind
-	changes := tx.Bucket(bucketChanges)
-	seq, err := changes.NextSequence()
-	if err != nil {
-		return err
-	}
-	return putJSON(changes, append(be64(runID), be64(seq)...), ch)
+	return putChange(tx, runID, ch)
 }
 
 // index adds l to its kind's indexes. A name or target id another link holds is taken over:

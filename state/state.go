@@ -1,15 +1,15 @@
 // Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
 // project imports bbolt.
 //
-// Layout (schema version 2); every value is JSON, copied out of its transaction:
+// Layout (schema version 3); every value is JSON, copied out of its transaction:
 //
 //	meta                "schema_version" -> decimal string
 //	links               externalId -> Link        users the sync created or adopted on the target
-//	link_names          lower(userName) -> externalId      index of links
-//	link_targets        target id -> externalId            index of links
-//	link_uuids          source entry UUID -> externalId    index of links (syncrepl deletes)
+//	link_names          lower(userName) -> externalId      index of links (v2)
+//	link_targets        target id -> externalId            index of links (v2)
+//	link_uuids          source entry UUID -> externalId    index of links: syncrepl deletes (v2)
 //	group_links         externalId -> Link        groups the sync created or adopted (v2)
-//	group_link_names    lower(displayName) -> externalId   … and their indexes
+//	group_link_names    lower(displayName) -> externalId   … and their indexes (v2)
 //	group_link_targets  target id -> externalId
 //	group_link_uuids    source entry UUID -> externalId
 //	intents             kind 0x00 externalId -> Intent   writes sent but not yet recorded (v2)
@@ -17,8 +17,12 @@
 //	overrides           lower(userName) -> Override   administrator's managementMode overrides
 //	runs                be64(run id) -> Run           run history, oldest first
 //	changes             be64(run id) be64(seq) -> Change   per-run change log (old -> new)
+//	changes_by_user     ukey(externalId) be64(run id) be64(seq) -> ""   per-user index of changes (v3)
+//	user_names          ukey(lower(userName)) externalId -> ""          names leading to users (v3)
 //	scim_users          id -> resource JSON           the built-in SCIM server's users
 //	scim_groups         id -> resource JSON           … and groups
+//
+// Runs, their changes and the index are pruned together (Prune, state.history_retention).
 package state
 
 import (
@@ -35,7 +39,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Files from a newer build are refused.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta      = []byte("meta")
@@ -127,6 +131,8 @@ var migrations = []func(tx *bolt.Tx) error{
 	// 1 -> 2: link indexes (by name, target id, source UUID), group links, the intent journal and
 	// directory cursors. The indexes of existing links are built from them.
 	migrateLinkIndexes,
+	// 2 -> 3: index the change log by user, for `scimsync history USER`.
+	migrateIndexChanges,
 }
 
 func (s *Store) checkSchema() error {

@@ -59,7 +59,8 @@ func TestMigrationFromEmptyFileCreatesEveryBucket(t *testing.T) {
 	s, _ := openTemp(t)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketLinks, bucketOverrides, bucketRuns, bucketChanges, []byte(KindUser), []byte(KindGroup),
-			bucketIntents, bucketCursors, []byte("link_names"), []byte("group_links"), []byte("group_link_targets")} {
+			bucketIntents, bucketCursors, []byte("link_names"), []byte("group_links"), []byte("group_link_targets"),
+			bucketChangesByUser, bucketUserNames} {
 			if tx.Bucket(b) == nil {
 				t.Errorf("bucket %s missing after migration", b)
 			}

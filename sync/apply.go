@@ -27,12 +27,16 @@ type Result struct {
 	Stopped string `json:"stopped,omitempty"`
 }
 
-// ItemError is one resource whose change failed.
+// ItemError is one resource whose change failed, with what was tried, so the change log can
+// record it without the plan.
 type ItemError struct {
-	Kind     Kind   `json:"kind"`
-	UserName string `json:"userName"`
-	Action   Action `json:"action"`
-	Error    string `json:"error"`
+	Kind       Kind   `json:"kind"`
+	UserName   string `json:"userName"`
+	ExternalID string `json:"externalId"`
+	TargetID   string `json:"targetId,omitempty"`
+	Action     Action `json:"action"`
+	Changes    []Diff `json:"changes,omitempty"`
+	Error      string `json:"error"`
 }
 
 // Progress is told how many of the plan's writes are done.
@@ -311,7 +315,8 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 			switch {
 			case o.err != nil:
 				msg := a.e.redact(o.err.Error())
-				res.Failed = append(res.Failed, ItemError{Kind: o.it.Kind, UserName: o.it.Name, Action: o.it.Action, Error: msg})
+				res.Failed = append(res.Failed, ItemError{Kind: o.it.Kind, UserName: o.it.Name, ExternalID: o.it.ExternalID,
+					TargetID: o.it.TargetID, Action: o.it.Action, Changes: o.it.Changes, Error: msg})
 				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),
 					zap.String("action", string(o.it.Action)), zap.String("error", msg))
 			case failed == nil && !o.noop:

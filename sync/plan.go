@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"encoding/json"
 	"errors"
 
 	"github.com/scimsync/scimsync/ldap"
@@ -245,6 +246,26 @@ func (p *Plan) Pending() bool {
 		}
 	}
 	return false
+}
+
+// UnmarshalJSON reads a plan as WriteJSON printed it (the CLI shows a plan the daemon made).
+func (p *Plan) UnmarshalJSON(data []byte) error {
+	type header Plan // the plan's exported fields, without this method
+	var in struct {
+		header
+		Items []Item `json:"items"`
+	}
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	*p = Plan(in.header)
+	p.items = newSpool()
+	for _, it := range in.Items {
+		if err := p.items.add(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const (

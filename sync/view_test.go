@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,5 +70,26 @@ func TestPlanViewsGolden(t *testing.T) {
 		if !bytes.Equal(got.Bytes(), want) {
 			t.Errorf("%s changed (UPDATE_GOLDEN=1 to accept):\n%s", name, got.String())
 		}
+	}
+}
+
+// TestPlanJSONRoundTrip: a plan the daemon printed reads back into the same plan (the CLI shows
+// the daemon's plans as text).
+func TestPlanJSONRoundTrip(t *testing.T) {
+	var first, second bytes.Buffer
+	p := samplePlan(t)
+	if err := WriteJSON(&first, p); err != nil {
+		t.Fatal(err)
+	}
+	var back Plan
+	if err := json.Unmarshal(first.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if err := WriteJSON(&second, &back); err != nil {
+		t.Fatal(err)
+	}
+	if first.String() != second.String() || back.Pending() != p.Pending() || len(back.Items()) != len(p.Items()) {
+		t.Fatalf("round trip differs:\n%s\n%s", first.String(), second.String())
 	}
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/daemon"
+	"github.com/scimsync/scimsync/daemon/notify"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/scimserver"
@@ -21,6 +24,7 @@ type fileConfig struct {
 	Server  scimserver.ServerConfig `yaml:"server"`
 	Admin   daemon.AdminConfig      `yaml:"admin"`
 	State   state.Config            `yaml:"state"`
+	Notify  notify.Config           `yaml:"notify"`
 	Log     logConfig               `yaml:"log"`
 
 	file *config.File
@@ -29,13 +33,15 @@ type fileConfig struct {
 type logConfig struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // json | console; empty: console on a terminal, json otherwise
+	// ProgressInterval is how often a long sync logs its progress (and updates systemd's STATUS=).
+	ProgressInterval config.Duration `yaml:"progress_interval"`
 }
 
 func defaults() fileConfig {
 	return fileConfig{
 		LDAP: ldap.DefaultConfig(), Target: scimclient.DefaultTargetConfig(), Sync: sync.DefaultConfig(),
 		Server: scimserver.DefaultServerConfig(), Admin: daemon.DefaultAdminConfig(),
-		State: state.DefaultConfig(), Log: logConfig{Level: "info"},
+		State: state.DefaultConfig(), Notify: notify.DefaultConfig(), Log: logConfig{Level: "info", ProgressInterval: config.Duration(5 * time.Second)},
 	}
 }
 
@@ -56,16 +62,25 @@ func loadConfig(path string, need ...section) (*fileConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeConfig(f, need...)
-}
-
-func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
-	cfg := defaults()
-	if err := f.Decode(&cfg); err != nil {
+	cfg, err := decodeConfig(f, need...)
+	if err != nil {
 		return nil, err
 	}
+	return cfg, nil
+}
+
+// decodeConfig decodes and validates f. On problems it returns them with the config as far as
+// it decoded, for `check` to go on looking at what it can (secret files).
+func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
+	cfg := defaults()
 	cfg.file = f
+	// type errors and unknown keys first; validation then adds what it finds in the rest, so
+	// one run of any command lists every problem of the file
 	var ps config.Problems
+	if err := f.Decode(&cfg); err != nil && !errors.As(err, &ps) {
+		return nil, err
+	}
+	nDecode := len(ps)
 	for _, s := range need {
 		if s == needDaemon {
 			ps.Merge("admin", cfg.Admin.Validate())
@@ -95,31 +110,57 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 		_, mps := sync.NewMapping(cfg.Target.Profile, cfg.Mapping)
 		for _, p := range mps {
 			if p.Path == "profile" {
-				ps.Add("target.profile", "%s", p.Msg)
+				msg := p.Msg
+				if s := config.Suggest(cfg.Target.Profile, sync.ProfileNames()); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				ps.Add("target.profile", "%s", msg)
 				continue
 			}
 			ps.Merge("mapping", config.Problems{p})
 		}
+
 		if prof, ok := sync.ProfileByName(cfg.Target.Profile); ok && prof.NoDirectDelete && cfg.Sync.Deprovision == sync.DeprovisionDelete {
 			ps.Add("sync.deprovision", "the %s profile disables before any delete: use disable with delete_after", prof.Name)
 		}
 	}
 	ps.Merge("state", cfg.State.Validate())
+	ps.Merge("notify", cfg.Notify.Validate())
 	switch cfg.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
 		ps.Add("log.level", "must be debug, info, warn or error, got %q", cfg.Log.Level)
+	}
+	if cfg.Log.ProgressInterval.D() < time.Second {
+		ps.Add("log.progress_interval", "must be at least 1s")
 	}
 	switch cfg.Log.Format {
 	case "", "json", "console":
 	default:
 		ps.Add("log.format", "must be json or console, got %q", cfg.Log.Format)
 	}
+	ps = dropEchoes(ps, nDecode)
 	if len(ps) > 0 {
 		located := f.Locate(ps)
-		return nil, fmt.Errorf("%s: %w", f.Name, located)
+		return &cfg, fmt.Errorf("%s: %w", f.Name, located)
 	}
 	return &cfg, nil
+}
+
+// dropEchoes removes validation problems (from index n on) about a key whose value already
+// failed to decode: the default left in its place would only add a confusing second message.
+func dropEchoes(ps config.Problems, n int) config.Problems {
+	bad := map[string]bool{}
+	for _, p := range ps[:n] {
+		bad[p.Path] = true
+	}
+	out := ps[:n:n]
+	for _, p := range ps[n:] {
+		if !bad[p.Path] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func contains(ss []section, s section) bool {
@@ -131,10 +172,34 @@ func contains(ss []section, s section) bool {
 	return false
 }
 
+// has reports whether the file has a top-level section.
+func (c *fileConfig) has(name string) bool { return c.file != nil && c.file.Line(name) > 0 }
+
+// secretFiles lists every *_file key that names a secret (and the server's TLS key), with the
+// path as written.
+func (c *fileConfig) secretFiles() []config.SecretFile {
+	var out []config.SecretFile
+	add := func(key, path string) {
+		if path != "" {
+			out = append(out, config.SecretFile{Key: key, Path: path})
+		}
+	}
+	add("ldap.bind_password_file", c.LDAP.BindPasswordFile)
+	add("target.token_file", c.Target.TokenFile)
+	if c.has("server") {
+		for i, t := range c.Server.Tokens {
+			add(fmt.Sprintf("server.tokens[%d].token_file", i), t.TokenFile)
+		}
+		add("server.tls_key_file", c.Server.TLSKeyFile)
+	}
+	add("admin.token_file", c.Admin.TokenFile)
+	return append(out, c.Notify.SecretFiles()...)
+}
+
 // settings turns the file into what the daemon runs on.
 func (c *fileConfig) settings() *daemon.Settings {
 	s := &daemon.Settings{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Admin: c.Admin,
-		State: c.State, Level: c.Log.Level}
+		State: c.State, Notify: c.Notify, Level: c.Log.Level, ProgressInterval: c.Log.ProgressInterval.D()}
 	if c.file.Line("server") > 0 {
 		srv := c.Server
 		s.Server = &srv

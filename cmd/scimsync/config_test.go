@@ -12,7 +12,7 @@ import (
 
 func TestExampleConfigIsValid(t *testing.T) {
 	t.Setenv("ENTRA_SCIM_TOKEN", "x")
-	if _, err := loadConfig(filepath.Join("..", "..", "config.example.yaml"), needLDAP, needTarget, needServer); err != nil {
+	if _, err := loadConfig(filepath.Join("..", "..", "config", "example.yaml"), needLDAP, needTarget, needServer); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,47 +1,60 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/daemon"
+	"github.com/scimsync/scimsync/scimserver"
+	"github.com/scimsync/scimsync/state"
 )
 
-// cmdRun is the daemon. SIGINT/SIGTERM arrive as ctx; SIGHUP reloads the config.
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, path := newFlags("run", stderr)
-	if err := parse(fs, args); err != nil {
-		return err
+const runLong = `The daemon: the scheduled sync (sync.schedule), the SCIM server when the file has a server
+section, and the admin listener (admin.listen: /healthz, /readyz, /metrics, /status, /runs,
+/history, POST /sync, overrides). Logs go to stdout for journald, with syslog priorities when
+stdout is the journal. SIGHUP re-reads the config (a bad file is refused and the running one
+stays); SIGTERM stops at the next safe point. Meant to run under systemd (Type=notify):
+see the packaged unit, scimsync.service.`
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon: scheduled sync, SCIM server, admin listener",
+		Long:  runLong,
+		Example: `  systemctl enable --now scimsync   # the packaged unit runs: scimsync run
+  scimsync run -c ./config.yaml     # in the foreground
+  systemctl reload scimsync         # SIGHUP: re-read the config`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.run(cmd.Context()) },
 	}
-	cfg, err := loadConfig(*path, needLDAP, needTarget, needDaemon)
+}
+
+// run is the daemon. SIGINT/SIGTERM arrive as ctx; SIGHUP reloads the config.
+func (a *app) run(ctx context.Context) error {
+	cfg, err := a.load(needLDAP, needTarget, needDaemon)
 	if err != nil {
 		return err
 	}
 	// the daemon has no plan to print: its logs go to stdout, where journald reads them
-	log, level, err := newLeveledLogger(cfg.Log, stdout)
+	log, level, err := a.logger(cfg, a.stdout, "")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 	load := func() (*daemon.Settings, error) {
-		next, err := loadConfig(*path, needLDAP, needTarget, needDaemon)
+		next, err := a.load(needLDAP, needTarget, needDaemon)
 		if err != nil {
 			return nil, err
 		}
 		return next.settings(), nil
 	}
-	d, err := daemon.New(cfg.settings(), load, log, level)
+	d, err := daemon.New(cfg.settings(), load, log, level, a.build.daemon())
 	if err != nil {
 		return err
 	}
@@ -70,47 +83,47 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
-// adminClient talks to a running daemon's admin listener, for commands that cannot open the
-// state file while the daemon holds its lock.
-type adminClient struct {
-	base  string
-	token config.Secret
+// shutdownTimeout bounds how long serve drains requests on SIGTERM.
+const shutdownTimeout = 15 * time.Second
+
+func (a *app) serveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run only the SCIM 2.0 server identity providers (Okta, Entra ID) provision into",
+		Long: `Serve SCIM 2.0 at /scim/v2 (section server:), storing users and groups in the state file.
+'scimsync run' serves it too when the file has a server section; use serve for a server-only
+install.`,
+		Example: `  scimsync serve -c /etc/scimsync/config.yaml`,
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return a.serve(cmd.Context()) },
+	}
 }
 
-func newAdminClient(cfg *fileConfig) (*adminClient, error) {
-	tok, err := config.ResolveSecret(cfg.Admin.Token, cfg.Admin.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("admin token: %w", err)
-	}
-	return &adminClient{base: "http://" + cfg.Admin.Listen, token: tok}, nil
-}
-
-func (a *adminClient) do(method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+func (a *app) serve(ctx context.Context) error {
+	cfg, err := a.load(needServer)
 	if err != nil {
 		return err
 	}
-	if !a.token.IsZero() {
-		req.Header.Set("Authorization", "Bearer "+a.token.Reveal())
-	}
-	resp, err := http.DefaultClient.Do(req)
+	log, _, err := a.logger(cfg, a.stderr, "server.")
 	if err != nil {
-		return fmt.Errorf("the state file is locked and the daemon's admin listener %s does not answer: %w", a.base, err)
+		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("daemon: %s %s: HTTP %d: %s", method, path, resp.StatusCode, e.Error)
+	defer func() { _ = log.Sync() }()
+	st, err := state.Open(cfg.State.Path, state.Options{LockTimeout: cfg.State.LockTimeout.D()})
+	if err != nil {
+		return err
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	defer st.Close()
+	srv, err := scimserver.NewServer(cfg.Server, st, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return srv.Stop(sctx)
 }
