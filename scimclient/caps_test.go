@@ -31,7 +31,7 @@ func TestCapabilitiesDeclares(t *testing.T) {
 		{"", "emails", "value", true},
 		{scim.UserSchema, "userName", "", true},
 		{scim.ScimsyncSchema, "ldapUserDN", "", true},
-		{scim.ScimsyncSchema, "description", "", false}, // issue 9 case 3
+		{scim.ScimsyncSchema, "description", "", false},  // issue 9 case 3
 		{scim.EnterpriseSchema, "department", "", false}, // extension not on the resource type
 	} {
 		if got := caps.Declares(tt.urn, tt.attr, tt.sub); got != tt.want {
