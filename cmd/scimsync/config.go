@@ -29,6 +29,8 @@ type fileConfig struct {
 type logConfig struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // json | console; empty: console on a terminal, json otherwise
+
+	redact *config.Redactor // every secret of the file, so the logger never prints one
 }
 
 func defaults() fileConfig {
@@ -65,6 +67,9 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 		return nil, err
 	}
 	cfg.file = f
+	// unreadable secret files are reported by the component that needs them
+	cfg.Log.redact = config.NewRedactor()
+	_ = cfg.Log.redact.AddConfig(&cfg)
 	var ps config.Problems
 	for _, s := range need {
 		if s == needDaemon {

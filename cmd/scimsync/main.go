@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/sync"
 )
 
@@ -137,7 +138,7 @@ func newLeveledLogger(cfg logConfig, stderr io.Writer) (*zap.Logger, zap.AtomicL
 	} else {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(stderr), lvl)), lvl, nil
+	return zap.New(config.RedactCore(zapcore.NewCore(enc, zapcore.AddSync(stderr), lvl), cfg.redact)), lvl, nil
 }
 
 func isTerminal(w io.Writer) bool {
