@@ -2,6 +2,7 @@ package scimclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	fp "github.com/scim2/filter-parser/v2"
 
 	"github.com/scimsync/scimsync/scim"
 )
@@ -188,7 +187,6 @@ func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]R
 	if page.total >= 0 && page.total < len(page.resources) {
 		return nil, untrusted("%d resources for a totalResults of %d", len(page.resources), page.total)
 	}
-	expr, perr := fp.ParseFilter([]byte(filter))
 	seen := map[string]bool{}
 	out := make([]Resource, 0, len(page.resources))
 	for _, d := range page.resources {
@@ -200,19 +198,45 @@ func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]R
 			return nil, untrusted("resource %q returned twice", Sanitize(id))
 		}
 		seen[id] = true
-		var match bool
-		if perr == nil {
-			match = scim.Matcher{Index: scim.Index{}}.Match(expr, d, &scim.Meta{ID: id})
-		} else {
-			s, _ := scim.GetFold(d, attr).(string)
-			match = strings.EqualFold(s, value)
-		}
-		if !match {
+		if !holds(d, attr, value) {
 			return nil, untrusted("resource %q does not match the filter: the target ignores filters", Sanitize(id))
 		}
 		out = append(out, Resource{Doc: d, ETag: metaVersion(d)})
 	}
 	return out, nil
+}
+
+// holds reports whether resource d has value at attr ("userName", "name.givenName",
+// "emails.value", "urn:…:User:employeeNumber"), compared case-insensitively: the most lenient
+// reading of an eq filter, so only an answer that cannot match is refused. The filter is not
+// re-parsed here: the filter parser at hand keeps a string literal's escapes.
+func holds(d Doc, attr, value string) bool {
+	if strings.EqualFold(attr, "id") {
+		id, _ := d["id"].(string)
+		return strings.EqualFold(id, value)
+	}
+	obj := map[string]any(d)
+	name := attr
+	if i := strings.LastIndexByte(attr, ':'); i >= 0 {
+		ext, _ := scim.GetFold(obj, attr[:i]).(map[string]any)
+		obj, name = ext, attr[i+1:]
+	}
+	name, sub, _ := strings.Cut(name, ".")
+	v := scim.GetFold(obj, name)
+	vals, multi := v.([]any)
+	if !multi {
+		vals = []any{v}
+	}
+	for _, el := range vals {
+		if sub != "" || multi {
+			m, _ := el.(map[string]any)
+			el = scim.GetFold(m, cmp.Or(sub, "value"))
+		}
+		if s, ok := el.(string); ok && strings.EqualFold(s, value) {
+			return true
+		}
+	}
+	return false
 }
 
 // filterString quotes s as a SCIM filter string literal, which is a JSON string (RFC 7644

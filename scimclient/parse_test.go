@@ -1,13 +1,16 @@
 package scimclient
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/scim"
 )
 
 func TestParseListPage(t *testing.T) {
@@ -118,8 +121,8 @@ func FuzzParseListPage(f *testing.F) {
 
 func FuzzErrorBody(f *testing.F) {
 	f.Add([]byte(`{"scimType":"x\u001b[2J","detail":"a\nRun 99: 200 created"}`))
-	f.Add([]byte(`{"Errors":[{"description":"` + strings.Repeat("é", 5000) + `"}]}`))
-	f.Add([]byte(strings.Repeat("[", 100000)))
+	f.Add([]byte(`{"Errors":[{"description":"` + strings.Repeat("é", 1000) + `"}]}`))
+	f.Add([]byte(strings.Repeat("[", 12000))) // past encoding/json's nesting limit
 	c := &Client{red: config.NewRedactor(testToken), log: zap.NewNop()}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := c.apiError("GET", "GET /Users", response{status: 400, body: append(data, []byte(testToken)...)})
@@ -162,4 +165,42 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("parseRetryAfter(%q) = %v, %v", h, d, ok)
 		}
 	})
+}
+
+// FuzzFilterString: whatever the value (quotes, backslashes, control characters, any
+// script), Find sends it as one well-formed JSON string literal (json.Unmarshal refuses
+// anything after it) that means exactly the value.
+func FuzzFilterString(f *testing.F) {
+	for _, s := range []string{`plain`, `we"ird\`, "ctl\x00\x1f", "Jürgen 山田", `a) or (b eq "c`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if !utf8.ValidString(v) {
+			return // values come from LDAP as UTF-8
+		}
+		q := filterString(v)
+		var back string
+		if err := json.Unmarshal([]byte(q), &back); err != nil || back != v {
+			t.Fatalf("%q quoted as %s: %v", v, q, err)
+		}
+	})
+}
+
+func TestHolds(t *testing.T) {
+	d := Doc{"id": "abc", "userName": "Alice", "name": map[string]any{"givenName": "Al"},
+		"emails":              []any{map[string]any{"value": "a@x.org", "type": "work"}},
+		scim.EnterpriseSchema: map[string]any{"employeeNumber": "42"}}
+	for _, tt := range []struct {
+		attr, value string
+		want        bool
+	}{
+		{"userName", "ALICE", true}, {"userName", "bob", false}, {"id", "abc", true},
+		{"name.givenName", "al", true}, {"emails", "a@x.org", true}, {"emails.value", "A@X.ORG", true},
+		{"emails.type", "home", false}, {scim.EnterpriseSchema + ":employeeNumber", "42", true},
+		{"externalId", "", false}, {"urn:nope:x", "42", false},
+	} {
+		if got := holds(d, tt.attr, tt.value); got != tt.want {
+			t.Errorf("holds(%q, %q) = %v", tt.attr, tt.value, got)
+		}
+	}
 }
