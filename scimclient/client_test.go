@@ -272,3 +272,12 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// A 408 means the target never had the whole request: even a POST is repeated.
+func TestClientRepeatsAPostTheTargetNeverReceived(t *testing.T) {
+	base, hits := flaky(t, startServer(t), http.StatusRequestTimeout)
+	c, _ := testClient(t, base)
+	if _, err := c.CreateUser(context.Background(), userBody("alice", "e1")); err != nil || hits.Load() != 2 {
+		t.Fatalf("%v after %d requests", err, hits.Load())
+	}
+}

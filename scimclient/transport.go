@@ -136,6 +136,10 @@ func (c *Client) sendLoop(ctx context.Context, req request, name string) (respon
 			}
 			// the governor's pause is the wait: every worker honours it together
 			shown = c.gov.throttled(sentAt, ra, c.backoff(attempt))
+		case resp.status == http.StatusRequestTimeout:
+			// the target did not receive the whole request: repeating it is safe, POST included
+			failure = c.apiError(req.method, name, resp)
+			wait = c.backoff(attempt)
 		case resp.status >= 500:
 			failure = c.apiError(req.method, name, resp)
 			if req.method == http.MethodPost && resp.status != http.StatusServiceUnavailable {
@@ -281,7 +285,12 @@ func (c *Client) redirect(req request, resp response, name string) (request, err
 	}
 	next, err := c.resolve(req.url, loc)
 	if err != nil {
-		return request{}, fmt.Errorf("scim: %s: HTTP %d: %w: %w", name, resp.status, ErrRedirectRefused, err)
+		err = fmt.Errorf("scim: %s: HTTP %d: %w: %w", name, resp.status, ErrRedirectRefused, err)
+		if resp.status == http.StatusSeeOther && req.method == http.MethodPost {
+			// a 303 answers a POST that was processed: the resource exists, somewhere
+			err = fmt.Errorf("%w (%w)", err, ErrOutcomeUnknown)
+		}
+		return request{}, err
 	}
 	switch resp.status {
 	case http.StatusSeeOther:
