@@ -96,7 +96,12 @@ func (r *Redactor) field(f zapcore.Field) ([]zapcore.Field, bool) {
 		}
 		f.String = s
 		return []zapcore.Field{f}, true
-	case zapcore.ByteStringType, zapcore.BinaryType, zapcore.ErrorType, zapcore.StringerType,
+	case zapcore.ErrorType:
+		// the common case, a plain error whose message holds no secret, needs no encoding
+		if err, ok := f.Interface.(error); ok && plainError(err) && r.Redact(err.Error()) == err.Error() {
+			return nil, false
+		}
+	case zapcore.ByteStringType, zapcore.BinaryType, zapcore.StringerType,
 		zapcore.ReflectType, zapcore.ObjectMarshalerType, zapcore.ArrayMarshalerType,
 		zapcore.InlineMarshalerType:
 	default:
@@ -149,4 +154,21 @@ func splitObject(data []byte) ([]zapcore.Field, bool) {
 		out = append(out, zap.Reflect(key, raw))
 	}
 	return out, true
+}
+
+// plainError reports whether zap encodes err as its message alone: not nil (a nil pointer
+// panics in Error), not a Formatter (whose %+v zap adds as "…Verbose"), not a group (whose
+// causes zap lists).
+func plainError(err error) (plain bool) {
+	defer func() {
+		if recover() != nil {
+			plain = false
+		}
+	}()
+	switch err.(type) {
+	case fmt.Formatter, interface{ Errors() []error }:
+		return false
+	}
+	_ = err.Error()
+	return true
 }
