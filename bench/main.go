@@ -23,7 +23,6 @@ import (
 	"sort"
 	gosync "sync"
 	"time"
-
 )
 
 func main() {
@@ -293,4 +292,3 @@ func benchServer(tb *benchTB) error {
 	}
 	return nil
 }
-

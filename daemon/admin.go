@@ -58,17 +58,17 @@ type OverridesReport struct {
 // it ended. Outcome is ok, pending (a dry run with changes), stopped (a safety rule), error,
 // not_found (no such --user) or busy (a sync is already running).
 type SyncReport struct {
-	FormatVersion int             `json:"format_version"`
-	DryRun        bool            `json:"dry_run"`
-	Outcome       string          `json:"outcome"`
-	Error         string          `json:"error,omitempty"`
+	FormatVersion int    `json:"format_version"`
+	DryRun        bool   `json:"dry_run"`
+	Outcome       string `json:"outcome"`
+	Error         string `json:"error,omitempty"`
 	// Plan is the plan as read back from JSON; a report built by NewSyncReport streams its plan
 	// instead (Encode, MarshalJSON), so a 100,000-item plan never sits in memory as text.
-	Plan json.RawMessage `json:"plan,omitempty"`
-	Result        *sync.Result    `json:"result,omitempty"`
-	SCIMRequests  int64           `json:"scim_requests"`
-	SCIMWrites    int64           `json:"scim_writes"`
-	SCIMRetries   int64           `json:"scim_retries"`
+	Plan         json.RawMessage `json:"plan,omitempty"`
+	Result       *sync.Result    `json:"result,omitempty"`
+	SCIMRequests int64           `json:"scim_requests"`
+	SCIMWrites   int64           `json:"scim_writes"`
+	SCIMRetries  int64           `json:"scim_retries"`
 
 	plan *sync.Plan
 }

@@ -71,6 +71,8 @@ type Settings struct {
 	Level   string // log level
 	// ProgressInterval is how often a long sync logs its progress and updates STATUS= (default 5s).
 	ProgressInterval time.Duration
+	// Redactor knows every secret of the configuration (the target client and stored run errors).
+	Redactor *config.Redactor
 }
 
 // BuildInfo identifies the binary, for scimsync_build_info and the webhooks' User-Agent.
@@ -357,7 +359,7 @@ func (d *Daemon) runOnce(ctx context.Context, opts SyncOptions) (*Outcome, error
 		d.prog = nil
 		d.mu.Unlock()
 	}()
-	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync}, d.store, d.log,
+	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync, Redactor: s.Redactor}, d.store, d.log,
 		func(src sync.Source) sync.Source { return countingSource{src, d.m, prog} })
 	if err != nil {
 		return nil, err

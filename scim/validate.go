@@ -2,8 +2,8 @@ package scim
 
 import (
 	"fmt"
-	gosync "sync"
 	"strings"
+	gosync "sync"
 	"unicode"
 )
 

@@ -1,126 +1,83 @@
+// Package scimclient is scimsync's outbound SCIM 2.0 (RFC 7644) client: the `target:` section.
+//
+// It is built to face targets nobody here wrote, including broken and hostile ones. Every
+// request is paced by one rate limiter shared by all workers, which slows down for the rest of
+// the run when the target throttles; every wait is bounded (target.timeout per attempt,
+// target.max_retry_after per pause); a circuit breaker ends the run against a target that keeps
+// failing; listings are checked page by page and fail rather than come back short; the bearer
+// token never leaves the target's origin; and all text a target sends back is redacted of
+// secrets and sanitised before anyone prints it.
 package scimclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/scim"
 )
 
-// TargetConfig is the `target:` section: the SCIM endpoint the sync writes to.
-type TargetConfig struct {
-	URL                string          `yaml:"url"`
-	Token              config.Secret   `yaml:"token"`
-	TokenFile          string          `yaml:"token_file"`
-	Profile            string          `yaml:"profile"`
-	CAFile             string          `yaml:"ca_file"`
-	InsecureSkipVerify bool            `yaml:"insecure_skip_verify"`
-	Timeout            config.Duration `yaml:"timeout"`             // per request
-	Concurrency        int             `yaml:"concurrency"`         // writes in flight
-	RequestsPerSecond  float64         `yaml:"requests_per_second"` // 0 = unlimited
-	MaxRetries         int             `yaml:"max_retries"`
-	PageSize           int             `yaml:"page_size"`
-}
-
-// DefaultTargetConfig is the section's defaults.
-func DefaultTargetConfig() TargetConfig {
-	return TargetConfig{Profile: "generic", Timeout: config.Duration(30 * time.Second), Concurrency: 4,
-		RequestsPerSecond: 20, MaxRetries: 5, PageSize: 200}
-}
-
-// Validate reports every problem in the section.
-func (c TargetConfig) Validate() config.Problems {
-	var ps config.Problems
-	u, err := url.Parse(c.URL)
-	if c.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		ps.Add("url", "want the SCIM base URL, e.g. https://app.example.com/scim/v2")
-	}
-	if c.Token.IsZero() && c.TokenFile == "" {
-		ps.Add("token", "set token (e.g. ${TARGET_TOKEN}) or token_file")
-	}
-	if !c.Token.IsZero() && c.TokenFile != "" {
-		ps.Add("token_file", "set token or token_file, not both")
-	}
-	// profile names are checked by the sync, which owns the profiles
-	if c.Timeout.D() <= 0 {
-		ps.Add("timeout", "must be positive")
-	}
-	if c.Concurrency < 1 || c.Concurrency > 64 {
-		ps.Add("concurrency", "must be between 1 and 64")
-	}
-	if c.RequestsPerSecond < 0 {
-		ps.Add("requests_per_second", "must be 0 (unlimited) or positive")
-	}
-	if c.MaxRetries < 0 || c.MaxRetries > 20 {
-		ps.Add("max_retries", "must be between 0 and 20")
-	}
-	if c.PageSize < 1 {
-		ps.Add("page_size", "must be at least 1")
-	}
-	return ps
-}
-
-// APIError is a non-success answer from the target.
-type APIError struct {
-	Method, Path string
-	Status       int
-	ScimType     string
-	Detail       string
-}
-
-func (e *APIError) Error() string {
-	s := fmt.Sprintf("scim: %s %s: HTTP %d", e.Method, e.Path, e.Status)
-	if e.ScimType != "" {
-		s += " " + e.ScimType
-	}
-	if e.Detail != "" {
-		s += ": " + e.Detail
-	}
-	return s
-}
-
-// IsStatus reports whether err is an APIError with status code.
-func IsStatus(err error, code int) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == code
-}
-
-// Stats counts requests by method and status class; read with Snapshot.
+// Stats counts requests; read with Snapshot.
 type Stats struct {
-	requests, writes, retries, throttled atomic.Int64
+	requests, writes, retries, throttled, failedWrites, redirects atomic.Int64
 }
 
 // StatsSnapshot is a copy of Stats.
-type StatsSnapshot struct{ Requests, Writes, Retries, Throttled int64 }
+type StatsSnapshot struct {
+	Requests     int64   // HTTP requests sent, every attempt counted
+	Writes       int64   // write operations (POST, PUT, PATCH, DELETE calls), not attempts
+	Retries      int64   // attempts repeated after throttling, a 5xx or a network error
+	Throttled    int64   // answers 429, or 503 with Retry-After
+	FailedWrites int64   // write operations that ended in an error
+	Redirects    int64   // same-origin redirects followed
+	Rate         float64 // the request rate the client has settled on; 0 = unlimited
+}
 
-// Client is an RFC 7644 client for one target.
+// Client is an RFC 7644 client for one target and one run: its rate and its circuit breaker
+// remember what the target did, so build a new one per run.
 type Client struct {
-	cfg   TargetConfig
-	base  string
-	token config.Secret
-	hc    *http.Client
-	lim   *rate.Limiter
-	log   *zap.Logger
-	stats Stats
-	sleep func(ctx context.Context, d time.Duration) error
+	cfg    TargetConfig
+	base   string
+	origin *url.URL
+	token  config.Secret
+	hc     *http.Client
+	gov    *governor
+	brk    *breaker
+	red    *config.Redactor
+	log    *zap.Logger
+	stats  Stats
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
 	// observe, when set, is told every response status (0 for a network error), for metrics.
 	observe func(method string, status int)
+	// maxResults is the page size the target declared in /ServiceProviderConfig (0: none).
+	maxResults atomic.Int64
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithRedactor makes the client redact every secret r knows (not only its own token) from the
+// errors it returns and the lines it logs, and teaches r the client's token, so one Redactor
+// serves the whole program.
+func WithRedactor(r *config.Redactor) Option {
+	return func(c *Client) {
+		if r != nil {
+			c.red = r
+		}
+	}
 }
 
 // Observe registers fn to be told the status of every response (0 for a network error).
@@ -128,15 +85,19 @@ type Client struct {
 func (c *Client) Observe(fn func(method string, status int)) { c.observe = fn }
 
 // NewClient validates cfg and resolves the token.
-func NewClient(cfg TargetConfig, log *zap.Logger) (*Client, error) {
+func NewClient(cfg TargetConfig, log *zap.Logger, opts ...Option) (*Client, error) {
 	if err := cfg.Validate().Err(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	tok, err := config.ResolveSecret(cfg.Token, cfg.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("scim: target token: %w", err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in
+	if strings.IndexFunc(tok.Reveal(), unicode.IsControl) >= 0 || strings.TrimSpace(tok.Reveal()) != tok.Reveal() {
+		return nil, fmt.Errorf("scim: target token: contains a control character or surrounding space (check the token file)")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in, warned by InsecureWarning
 	if cfg.CAFile != "" {
 		pool, err := config.CertPool(cfg.CAFile)
 		if err != nil {
@@ -147,159 +108,36 @@ func NewClient(cfg TargetConfig, log *zap.Logger) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
-	lim := rate.NewLimiter(rate.Inf, 1)
-	if cfg.RequestsPerSecond > 0 {
-		lim = rate.NewLimiter(rate.Limit(cfg.RequestsPerSecond), max(1, int(cfg.RequestsPerSecond)))
+	base := strings.TrimSuffix(cfg.URL, "/")
+	origin, _ := url.Parse(base) // Validate parsed it
+	c := &Client{cfg: cfg, base: base, origin: origin, token: tok, now: time.Now,
+		hc: &http.Client{Transport: tr,
+			// redirects are decided per call (same origin only), never by net/http, which
+			// would resend the Authorization header to another port or scheme of the host
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		red: config.NewRedactor()}
+	for _, o := range opts {
+		o(c)
 	}
-	return &Client{cfg: cfg, base: strings.TrimSuffix(cfg.URL, "/"), token: tok, hc: &http.Client{Transport: tr},
-		lim: lim, log: log.Named("scim-client"), sleep: sleepCtx}, nil
+	c.red.Add(tok.Reveal())
+	c.gov = newGovernor(cfg.RequestsPerSecond, cfg.Burst, func() time.Time { return c.now() }) // c.now is swapped in tests
+	c.brk = newBreaker(cfg.MaxConsecutiveFailures)
+	c.sleep = c.sleepInterruptible
+	c.log = log.Named("scim-client").WithOptions(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
+		return config.RedactCore(core, c.red)
+	}))
+	return c, nil
 }
+
+// InsecureWarning says what protection of the bearer token is off (plain http:// to a host
+// that is not loopback, or TLS verification disabled), for the caller to log once; "" when none.
+func (c *Client) InsecureWarning() string { return c.cfg.InsecureWarning() }
 
 // Stats returns the request counters so far.
 func (c *Client) Stats() StatsSnapshot {
-	return StatsSnapshot{c.stats.requests.Load(), c.stats.writes.Load(), c.stats.retries.Load(), c.stats.throttled.Load()}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// do sends one request with retries: 429 and 503 honour Retry-After; other 5xx and network
-// errors back off exponentially with full jitter, capped at 30s.
-func (c *Client) do(ctx context.Context, method, path string, body, out any) (http.Header, error) {
-	return c.doIf(ctx, method, path, body, out, "")
-}
-
-// doIf is do with an optional If-Match header; it returns the success response's headers.
-func (c *Client) doIf(ctx context.Context, method, path string, body, out any, ifMatch string) (http.Header, error) {
-	var raw []byte
-	if body != nil {
-		var err error
-		if raw, err = json.Marshal(body); err != nil {
-			return nil, fmt.Errorf("scim: encode %s %s: %w", method, path, err)
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		if err := c.lim.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("scim: %s %s: %w", method, path, err)
-		}
-		status, hdr, respBody, err := c.once(ctx, method, path, raw, ifMatch)
-		if c.observe != nil {
-			c.observe(method, status)
-		}
-		var wait time.Duration
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("scim: %s %s: %w", method, path, ctx.Err())
-			}
-			wait = backoff(attempt)
-		case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
-			c.stats.throttled.Add(1)
-			wait = retryAfter(hdr.Get("Retry-After"), attempt)
-		case status >= 500:
-			wait = backoff(attempt)
-		case status >= 300:
-			return nil, apiError(method, path, status, respBody)
-		default:
-			if out != nil && len(respBody) > 0 {
-				dec := json.NewDecoder(bytes.NewReader(respBody))
-				dec.UseNumber()
-				if err := dec.Decode(out); err != nil {
-					return nil, fmt.Errorf("scim: %s %s: decode response: %w", method, path, err)
-				}
-			}
-			return hdr, nil
-		}
-		if attempt >= c.cfg.MaxRetries {
-			if err != nil {
-				return nil, fmt.Errorf("scim: %s %s: giving up after %d attempts: %w", method, path, attempt+1, err)
-			}
-			return nil, apiError(method, path, status, respBody)
-		}
-		c.stats.retries.Add(1)
-		c.log.Warn("retrying", zap.String("method", method), zap.String("path", path), zap.Int("status", status),
-			zap.Duration("wait", wait), zap.Int("attempt", attempt+1), zap.Error(err))
-		if err := c.sleep(ctx, wait); err != nil {
-			return nil, fmt.Errorf("scim: %s %s: %w", method, path, err)
-		}
-	}
-}
-
-func (c *Client) once(ctx context.Context, method, path string, body []byte, ifMatch string) (int, http.Header, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout.D())
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
-	req.Header.Set("Accept", "application/scim+json, application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/scim+json")
-	}
-	if ifMatch != "" {
-		req.Header.Set("If-Match", ifMatch)
-	}
-	c.stats.requests.Add(1)
-	if method != http.MethodGet {
-		c.stats.writes.Add(1)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	return resp.StatusCode, resp.Header, data, nil
-}
-
-func backoff(attempt int) time.Duration {
-	ceiling := min(500*time.Millisecond<<min(attempt, 10), 30*time.Second)
-	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
-}
-
-// retryAfter reads seconds or an HTTP date; without one it backs off as for a 5xx. A server
-// asking for more than 10 minutes is capped there so a run cannot hang for hours.
-func retryAfter(h string, attempt int) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
-		return min(time.Duration(s)*time.Second, 10*time.Minute)
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return min(max(time.Until(t), 0), 10*time.Minute)
-	}
-	return backoff(attempt)
-}
-
-// apiError decodes a SCIM error body, whose status may be a string or a number.
-func apiError(method, path string, status int, body []byte) error {
-	var e struct {
-		ScimType string `json:"scimType"`
-		Detail   string `json:"detail"`
-	}
-	_ = json.Unmarshal(body, &e)
-	return &APIError{Method: method, Path: path, Status: status, ScimType: e.ScimType, Detail: truncateDetail(e.Detail)}
-}
-
-func truncateDetail(s string) string {
-	if len(s) > 300 {
-		return s[:300] + "…"
-	}
-	return s
+	return StatsSnapshot{Requests: c.stats.requests.Load(), Writes: c.stats.writes.Load(), Retries: c.stats.retries.Load(),
+		Throttled: c.stats.throttled.Load(), FailedWrites: c.stats.failedWrites.Load(), Redirects: c.stats.redirects.Load(),
+		Rate: c.gov.rate()}
 }
 
 // Endpoint is a resource type's path below the base URL.
@@ -323,161 +161,62 @@ func (r Resource) ID() string {
 	return id
 }
 
-// ResourceType is one resource type the target declares in /ResourceTypes.
-type ResourceType struct {
-	Name       string
-	Endpoint   Endpoint
-	Schema     string          // the core schema URN
-	Extensions map[string]bool // extension URN -> required
-}
-
-// Capabilities is what discovery learned about the target.
-type Capabilities struct {
-	Patch bool // /ServiceProviderConfig patch.supported
-	ETag  bool // etag.supported: every write carries If-Match
-	// Extensions are the User resource type's extension URNs (all of them known when
-	// /ResourceTypes could be read; none otherwise).
-	Extensions map[string]bool
-	// Groups is the Group resource type, nil when the target declares none.
-	Groups *ResourceType
-	// Schemas indexes the attributes each schema declares (scim.Index keys: lower-cased URN, and
-	// "" for the User core schema); nil when /Schemas could not be read, in which case every
-	// attribute of the core schema and of a declared extension counts as declared.
-	Schemas scim.Index
-}
-
-// Declares reports whether the target declares attribute attr (and sub-attribute sub, when not
-// empty) of schema urn ("" or the core URN for core attributes).
-func (c Capabilities) Declares(urn, attr, sub string) bool {
-	if urn != "" && !scim.IsCoreURN(strings.ToLower(urn)) && !c.Extensions[urn] {
-		return false
-	}
-	if c.Schemas == nil || scim.IsCommonAttribute(urn, attr) {
-		return true
-	}
-	_, a, ok := c.Schemas.Lookup(urn, attr)
-	if !ok {
-		return false
-	}
-	if sub == "" || len(a.Subs) == 0 {
-		return true
-	}
-	_, ok = a.Subs[strings.ToLower(sub)]
-	return ok
-}
-
-// Discover reads /ServiceProviderConfig, /ResourceTypes and /Schemas: whether PATCH and ETags
-// work, which resource types and extensions exist, and which attributes each schema declares,
-// so nothing undeclared is sent. A target without /ResourceTypes gets core attributes only; one
-// without /Schemas is trusted to accept every attribute of what /ResourceTypes declares.
-func (c *Client) Discover(ctx context.Context) (Capabilities, error) {
-	var spc struct {
-		Patch struct {
-			Supported bool `json:"supported"`
-		} `json:"patch"`
-		ETag struct {
-			Supported bool `json:"supported"`
-		} `json:"etag"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/ServiceProviderConfig", nil, &spc); err != nil {
-		return Capabilities{}, err
-	}
-	caps := Capabilities{Patch: spc.Patch.Supported, ETag: spc.ETag.Supported, Extensions: map[string]bool{}}
-	var rts struct {
-		Resources []resourceType `json:"Resources"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/ResourceTypes", nil, &rts); err != nil {
-		// some targets serve no /ResourceTypes; then only the core schema is sent
-		c.log.Warn("no /ResourceTypes; sending core User attributes only", zap.Error(err))
-		return caps, nil
-	}
-	for _, rt := range rts.Resources {
-		switch {
-		case strings.EqualFold(rt.Name, "User") || rt.Endpoint == string(Users):
-			for _, e := range rt.SchemaExtensions {
-				caps.Extensions[e.Schema] = true
-			}
-		case strings.EqualFold(rt.Name, "Group") || rt.Endpoint == string(Groups):
-			g := &ResourceType{Name: rt.Name, Endpoint: Endpoint(rt.Endpoint), Schema: rt.Schema, Extensions: map[string]bool{}}
-			for _, e := range rt.SchemaExtensions {
-				g.Extensions[e.Schema] = e.Required
-			}
-			caps.Groups = g
-		}
-	}
-	var schemas struct {
-		Resources []scim.SchemaDocument `json:"Resources"`
-	}
-	if _, err := c.do(ctx, http.MethodGet, "/Schemas", nil, &schemas); err != nil {
-		c.log.Warn("no /Schemas; trusting /ResourceTypes for which attributes the target accepts", zap.Error(err))
-		return caps, nil
-	}
-	caps.Schemas = scim.IndexDocuments(scim.UserSchema, schemas.Resources)
-	return caps, nil
-}
-
-type resourceType struct {
-	Name             string `json:"name"`
-	Endpoint         string `json:"endpoint"`
-	Schema           string `json:"schema"`
-	SchemaExtensions []struct {
-		Schema   string `json:"schema"`
-		Required bool   `json:"required"`
-	} `json:"schemaExtensions"`
-}
-
 // Doc is a SCIM resource as JSON.
 type Doc = scim.Doc
 
-type listResponse struct {
-	TotalResults int   `json:"totalResults"`
-	Resources    []Doc `json:"Resources"`
-}
-
-// List pages through every resource of ep, following startIndex until totalResults or an
-// empty page.
-func (c *Client) List(ctx context.Context, ep Endpoint, fn func(Resource) error) error {
-	start := 1
-	for {
-		var lr listResponse
-		path := fmt.Sprintf("%s?startIndex=%d&count=%d", ep, start, c.cfg.PageSize)
-		if _, err := c.do(ctx, http.MethodGet, path, nil, &lr); err != nil {
-			return err
-		}
-		for _, d := range lr.Resources {
-			if err := fn(Resource{Doc: d, ETag: metaVersion(d)}); err != nil {
-				return err
-			}
-		}
-		start += len(lr.Resources)
-		if len(lr.Resources) == 0 || start > lr.TotalResults {
-			return nil
-		}
-	}
-}
-
-// Find returns the resources of ep whose attr equals value (a `filter=attr eq "value"` query).
-func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]Resource, error) {
-	filter := attr + " eq " + strconv.Quote(value)
-	var lr listResponse
-	if _, err := c.do(ctx, http.MethodGet, string(ep)+"?filter="+url.QueryEscape(filter), nil, &lr); err != nil {
-		return nil, err
-	}
-	out := make([]Resource, 0, len(lr.Resources))
-	for _, d := range lr.Resources {
-		out = append(out, Resource{Doc: d, ETag: metaVersion(d)})
-	}
-	return out, nil
-}
-
 // Get reads one resource; a missing one is an *APIError with status 404.
 func (c *Client) Get(ctx context.Context, ep Endpoint, id string) (Resource, error) {
-	return c.write(ctx, http.MethodGet, ep, id, nil, "")
+	path, err := c.resourcePath(ep, id)
+	if err != nil {
+		return Resource{}, err
+	}
+	resp, err := c.send(ctx, request{method: http.MethodGet, url: c.base + path}, "GET "+path)
+	if err != nil {
+		return Resource{}, err
+	}
+	res, err := c.resource(resp, "GET "+path, true)
+	if err != nil {
+		return Resource{}, err
+	}
+	return res, c.sameResource(res, id, "GET "+path)
 }
 
-// Create POSTs doc and returns the created resource.
+// Create POSTs doc and returns the created resource. When the target answers 303, or 201
+// without the resource but with a Location, the resource is read from there, on the target's
+// origin only. The caller still checks that the resource is the one it asked for: a target may
+// answer with another resource's id. ErrOutcomeUnknown means the create may have happened.
 func (c *Client) Create(ctx context.Context, ep Endpoint, doc Doc) (Resource, error) {
-	return c.write(ctx, http.MethodPost, ep, "", doc, "")
+	name := "POST " + string(ep)
+	raw, err := encode(doc)
+	if err != nil {
+		return Resource{}, fmt.Errorf("scim: %s: %w", name, err)
+	}
+	resp, err := c.send(ctx, request{method: http.MethodPost, url: c.base + string(ep), body: raw}, name)
+	if err != nil {
+		return Resource{}, err
+	}
+	res, err := c.resource(resp, name, false)
+	switch {
+	case errors.Is(err, ErrWrongResource):
+		return Resource{}, fmt.Errorf("%w (%w)", err, ErrOutcomeUnknown)
+	case err == nil && res.ID() != "":
+		return res, nil
+	}
+	// 201 without a usable resource: read it where the target says it is
+	loc := resp.header.Get("Location")
+	if loc == "" {
+		return Resource{}, fmt.Errorf("scim: %s: HTTP %d without the created resource or its Location: %w", name, resp.status, ErrOutcomeUnknown)
+	}
+	u, err := c.resolve(resp.url, loc)
+	if err != nil {
+		return Resource{}, c.red.Error(fmt.Errorf("scim: %s: created, but %w: %w (%w)", name, err, ErrOutcomeUnknown, ErrRedirectRefused))
+	}
+	getName := "GET " + c.relative(u)
+	got, err := c.send(ctx, request{method: http.MethodGet, url: u}, getName)
+	if err != nil {
+		return Resource{}, fmt.Errorf("scim: %s: created, but reading it back: %w (%w)", name, err, ErrOutcomeUnknown)
+	}
+	return c.resource(got, getName, true)
 }
 
 // PatchOp is one RFC 7644 PATCH operation as sent on the wire.
@@ -485,41 +224,127 @@ type PatchOp = scim.PatchOp
 
 // Patch applies ops to resource id. ifMatch, when set, is sent as If-Match so a target that
 // versions resources refuses the change (412) if the resource moved on since it was read. The
-// returned resource is empty when the target answers 204.
+// returned resource is empty when the target answers 204 (its ETag header kept, if any).
 func (c *Client) Patch(ctx context.Context, ep Endpoint, id string, ops []PatchOp, ifMatch string) (Resource, error) {
 	body := map[string]any{"schemas": []string{scim.PatchOpSchema}, "Operations": ops}
-	return c.write(ctx, http.MethodPatch, ep, id, body, ifMatch)
+	return c.modify(ctx, http.MethodPatch, ep, id, body, ifMatch)
 }
 
 // Replace PUTs doc as resource id, for targets without PATCH.
 func (c *Client) Replace(ctx context.Context, ep Endpoint, id string, doc Doc, ifMatch string) (Resource, error) {
-	return c.write(ctx, http.MethodPut, ep, id, doc, ifMatch)
+	return c.modify(ctx, http.MethodPut, ep, id, doc, ifMatch)
 }
 
 // Delete deletes resource id; a 404 means it is already gone, which is success.
 func (c *Client) Delete(ctx context.Context, ep Endpoint, id string, ifMatch string) error {
-	_, err := c.write(ctx, http.MethodDelete, ep, id, nil, ifMatch)
+	_, err := c.modify(ctx, http.MethodDelete, ep, id, nil, ifMatch)
 	if IsStatus(err, http.StatusNotFound) {
 		return nil
 	}
 	return err
 }
 
-func (c *Client) write(ctx context.Context, method string, ep Endpoint, id string, body any, ifMatch string) (Resource, error) {
-	path := string(ep)
-	if id != "" {
-		path += "/" + url.PathEscape(id)
-	}
-	var out Doc
-	hdr, err := c.doIf(ctx, method, path, body, &out, ifMatch)
+func (c *Client) modify(ctx context.Context, method string, ep Endpoint, id string, body any, ifMatch string) (Resource, error) {
+	path, err := c.resourcePath(ep, id)
 	if err != nil {
 		return Resource{}, err
 	}
-	res := Resource{Doc: out, ETag: metaVersion(out)}
-	if res.ETag == "" && hdr != nil {
-		res.ETag = hdr.Get("ETag")
+	name := method + " " + path
+	var raw []byte
+	if body != nil {
+		if raw, err = encode(body); err != nil {
+			return Resource{}, fmt.Errorf("scim: %s: %w", name, err)
+		}
+	}
+	resp, err := c.send(ctx, request{method: method, url: c.base + path, body: raw, ifMatch: ifMatch}, name)
+	if err != nil {
+		return Resource{}, err
+	}
+	res, err := c.resource(resp, name, false)
+	if err != nil {
+		// the write succeeded; an unreadable answer only costs the caller a fresh read
+		c.log.Warn("write succeeded but its answer is unreadable", zap.String("request", name), zap.Error(err))
+		return Resource{ETag: resp.header.Get("ETag")}, nil
+	}
+	if res.Doc == nil {
+		return res, nil
+	}
+	return res, c.sameResource(res, id, name)
+}
+
+// resource decodes a success answer. With need set, an answer without a resource is an error.
+func (c *Client) resource(resp response, name string, need bool) (Resource, error) {
+	if len(strings.TrimSpace(string(resp.body))) == 0 {
+		if need {
+			return Resource{}, fmt.Errorf("scim: %s: HTTP %d with an empty body", name, resp.status)
+		}
+		return Resource{ETag: resp.header.Get("ETag")}, nil
+	}
+	doc, err := decodeDoc(resp.body)
+	if err != nil {
+		return Resource{}, fmt.Errorf("scim: %s: decode the answer: %w", name, err)
+	}
+	res := Resource{Doc: doc, ETag: metaVersion(doc)}
+	if res.ETag == "" {
+		res.ETag = resp.header.Get("ETag")
+	}
+	if id, present := doc["id"]; present {
+		s, ok := id.(string)
+		if !ok || validID(s) != nil {
+			return Resource{}, fmt.Errorf("scim: %s: the answer's id is not a usable id: %w", name, ErrWrongResource)
+		}
 	}
 	return res, nil
+}
+
+// sameResource checks that an answer about id is about id.
+func (c *Client) sameResource(res Resource, id, name string) error {
+	if got := res.ID(); got != "" && !strings.EqualFold(got, id) {
+		return c.red.Error(fmt.Errorf("scim: %s: %w (id %q)", name, ErrWrongResource, Sanitize(got)))
+	}
+	return nil
+}
+
+// resourcePath is ep/id, refusing ids that would address something else (the collection, a
+// parent path) or carry control characters.
+func (c *Client) resourcePath(ep Endpoint, id string) (string, error) {
+	if err := validID(id); err != nil {
+		return "", fmt.Errorf("scim: %s/%q: %w", ep, Sanitize(id), err)
+	}
+	return string(ep) + "/" + url.PathEscape(id), nil
+}
+
+func validID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty resource id")
+	case id == "." || id == "..":
+		return errors.New("resource id is a path step")
+	case len(id) > 1024:
+		return errors.New("resource id longer than 1024 bytes")
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return errors.New("resource id contains a control character")
+	}
+	return nil
+}
+
+// relative names u by its path below the base URL, for messages.
+func (c *Client) relative(u string) string {
+	if rest, ok := strings.CutPrefix(u, c.base); ok {
+		return rest
+	}
+	if p, err := url.Parse(u); err == nil {
+		return p.RequestURI()
+	}
+	return u
+}
+
+func encode(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode the request: %w", err)
+	}
+	return raw, nil
 }
 
 // metaVersion reads meta.version, the resource's ETag as the body carries it.

@@ -2,11 +2,13 @@ package scimclient
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,8 +47,35 @@ func flaky(t *testing.T, target string, statuses ...int) (string, *atomic.Int64)
 	return "http://" + ln.Addr().String() + u.Path, &n
 }
 
-// testClient returns a client whose back-off waits are recorded instead of slept.
-func testClient(t *testing.T, base string) (*Client, *[]time.Duration) {
+// fakeClock is a clock that only moves when the client sleeps, so waits are recorded, not slept.
+type fakeClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	slept []time.Duration
+}
+
+func (f *fakeClock) now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.t
+}
+
+func (f *fakeClock) sleep(ctx context.Context, d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slept = append(f.slept, d)
+	f.t = f.t.Add(d)
+	return ctx.Err()
+}
+
+func (f *fakeClock) waits() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Duration(nil), f.slept...)
+}
+
+// testClient returns a client on a fake clock: its back-off waits are recorded instead of slept.
+func testClient(t *testing.T, base string) (*Client, *fakeClock) {
 	t.Helper()
 	cfg := DefaultTargetConfig()
 	cfg.URL = base
@@ -57,40 +86,73 @@ func testClient(t *testing.T, base string) (*Client, *[]time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slept := &[]time.Duration{}
-	c.sleep = func(ctx context.Context, d time.Duration) error { *slept = append(*slept, d); return ctx.Err() }
-	return c, slept
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	c.now, c.sleep = clock.now, clock.sleep
+	return c, clock
 }
 
 func TestClientRetriesThrottlingAndServerErrors(t *testing.T) {
 	base0 := startServer(t)
-	base, hits := flaky(t, base0, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError)
-	c, slept := testClient(t, base)
+	base, hits := flaky(t, base0, http.StatusTooManyRequests, http.StatusServiceUnavailable)
+	c, clock := testClient(t, base)
 	created, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 429 with Retry-After: 0 is honoured as given; 503 without one and 500 back off with jitter
-	if w := *slept; len(w) != 3 || w[0] != 0 || w[1] <= 0 || w[1] > time.Second || w[2] <= 0 || w[2] > 2*time.Second {
+	// 429 with Retry-After: 0 is honoured as given (no pause) but slows the client from
+	// unlimited to the floor rate (it had sent one request); 503 without Retry-After backs off
+	// with jitter, then the slower rate spaces the next request
+	if w := clock.waits(); len(w) != 2 || w[0] <= 0 || w[0] > time.Second || w[0]+w[1] < 2*time.Second-time.Millisecond {
 		t.Fatalf("back-off waits %v", w)
 	}
-	if hits.Load() != 4 || c.Stats().Retries != 3 || c.Stats().Throttled != 2 {
-		t.Fatalf("hits %d stats %+v", hits.Load(), c.Stats())
+	if r := c.Stats().Rate; r <= 0 || r > 1 {
+		t.Fatalf("rate after a 429 (halved to the floor, then one calm second's increase): %v", r)
+	}
+	// a retried POST is one write and two retries
+	if st := c.Stats(); hits.Load() != 3 || st.Retries != 2 || st.Throttled != 1 || st.Writes != 1 || st.Requests != 3 {
+		t.Fatalf("hits %d stats %+v", hits.Load(), st)
 	}
 	if created["id"] == nil {
 		t.Fatalf("created: %v", created)
 	}
 }
 
+func TestClientRetriesReadsOnServerErrors(t *testing.T) {
+	base0 := startServer(t)
+	base, hits := flaky(t, base0, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout)
+	c, clock := testClient(t, base)
+	if _, err := c.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w := clock.waits(); len(w) != 3 || hits.Load() != 6 || c.Stats().Retries != 3 || c.Stats().Writes != 0 {
+		t.Fatalf("waits %v hits %d stats %+v", w, hits.Load(), c.Stats())
+	}
+}
+
+func TestClientDoesNotRepeatAPostThatMayHaveWorked(t *testing.T) {
+	for _, status := range []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout} {
+		base0 := startServer(t)
+		base, hits := flaky(t, base0, status)
+		c, _ := testClient(t, base)
+		_, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
+		if !errors.Is(err, ErrOutcomeUnknown) || !IsStatus(err, status) || hits.Load() != 1 {
+			t.Fatalf("HTTP %d: err %v after %d requests", status, err, hits.Load())
+		}
+		if st := c.Stats(); st.Writes != 1 || st.FailedWrites != 1 || st.Retries != 0 {
+			t.Fatalf("HTTP %d: stats %+v", status, st)
+		}
+	}
+}
+
 func TestClientGivesUpAndReportsStatus(t *testing.T) {
 	base0 := startServer(t)
 	base, _ := flaky(t, base0, 500, 500, 500, 500, 500, 500, 500)
-	c, slept := testClient(t, base)
-	_, err := c.CreateUser(context.Background(), userBody("alice", "e1"))
+	c, clock := testClient(t, base)
+	_, err := c.Get(context.Background(), Users, "nobody")
 	if !IsStatus(err, 500) {
 		t.Fatalf("got %v", err)
 	}
-	if n := len(*slept); n != DefaultTargetConfig().MaxRetries {
+	if n := len(clock.waits()); n != DefaultTargetConfig().MaxRetries {
 		t.Fatalf("%d waits, want one per retry (%d)", n, DefaultTargetConfig().MaxRetries)
 	}
 }
@@ -183,17 +245,39 @@ func TestClientAgainstServer(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	if d := retryAfter("7", 0); d != 7*time.Second {
-		t.Fatalf("seconds: %v", d)
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"7", 7 * time.Second, true},
+		{" 7 ", 7 * time.Second, true},
+		{"0", 0, true},
+		{"1.5", 2 * time.Second, true},
+		{"999999", 999999 * time.Second, true},
+		{"99999999999999999999999", forever, true},
+		{now.Add(3 * time.Second).Format(http.TimeFormat), 3 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{"", 0, false},
+		{"-5", 0, false},
+		{"soon", 0, false},
+		{"NaN", 0, false},
+		{"1e3", 0, false},
+	} {
+		got, ok := parseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
 	}
-	if d := retryAfter("999999", 0); d != 10*time.Minute {
-		t.Fatalf("cap: %v", d)
-	}
-	if d := retryAfter(time.Now().Add(3*time.Second).UTC().Format(http.TimeFormat), 0); d <= 0 || d > 3*time.Second {
-		t.Fatalf("date: %v", d)
-	}
-	if d := retryAfter("", 2); d <= 0 || d > 2*time.Second {
-		t.Fatalf("fallback: %v", d)
+}
+
+// A 408 means the target never had the whole request: even a POST is repeated.
+func TestClientRepeatsAPostTheTargetNeverReceived(t *testing.T) {
+	base, hits := flaky(t, startServer(t), http.StatusRequestTimeout)
+	c, _ := testClient(t, base)
+	if _, err := c.CreateUser(context.Background(), userBody("alice", "e1")); err != nil || hits.Load() != 2 {
+		t.Fatalf("%v after %d requests", err, hits.Load())
 	}
 }

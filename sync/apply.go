@@ -66,6 +66,7 @@ type applier struct {
 	etag    atomic.Bool // send If-Match: the target said etag.supported, or answered 428
 	mu      gosync.Mutex
 	claimed map[string]string // target ids linked in this run -> external id (creates answered alike)
+	stop    context.CancelCauseFunc
 }
 
 // Apply executes plan. Writes are sent by target.concurrency workers; before a batch goes out
@@ -178,6 +179,9 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	}
 	runCtx, cancel := context.WithTimeout(ctx, a.e.cfg.MaxRunTime.D())
 	defer cancel()
+	stopCtx, stop := context.WithCancelCause(runCtx) // the circuit breaker stops dispatching
+	defer stop(nil)
+	a.stop = stop
 	jobs := make(chan Item)
 	results := make(chan outcome, 4*intentBatch)
 	var workers gosync.WaitGroup
@@ -186,7 +190,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 		go func() {
 			defer workers.Done()
 			for it := range jobs {
-				results <- a.execute(runCtx, it)
+				results <- a.execute(stopCtx, it)
 			}
 		}()
 	}
@@ -215,8 +219,8 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 			}
 			select {
 			case batches <- batch:
-			case <-runCtx.Done():
-				return runCtx.Err()
+			case <-stopCtx.Done():
+				return context.Cause(stopCtx)
 			}
 			batch = nil
 			return nil
@@ -246,8 +250,8 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 			}
 			select {
 			case jobs <- it:
-			case <-runCtx.Done():
-				dispatchErr = runCtx.Err()
+			case <-stopCtx.Done():
+				dispatchErr = context.Cause(stopCtx)
 			}
 		}
 	}
@@ -262,6 +266,11 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 		return cerr
 	}
 	if dispatchErr != nil {
+		if errors.Is(dispatchErr, scimclient.ErrCircuitOpen) {
+			res.Stopped = "the target kept failing, so the run stopped sending: " + a.e.redact(dispatchErr.Error())
+			a.e.log.Error(res.Stopped)
+			return nil
+		}
 		if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil {
 			res.Stopped = fmt.Sprintf("sync.max_run_time (%s) reached; the next run goes on from here", a.e.cfg.MaxRunTime.D())
 			a.e.log.Warn(res.Stopped)
@@ -314,6 +323,9 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 			}
 			switch {
 			case o.err != nil:
+				if errors.Is(o.err, scimclient.ErrCircuitOpen) && a.stop != nil {
+					a.stop(o.err)
+				}
 				msg := a.e.redact(o.err.Error())
 				res.Failed = append(res.Failed, ItemError{Kind: o.it.Kind, UserName: o.it.Name, ExternalID: o.it.ExternalID,
 					TargetID: o.it.TargetID, Action: o.it.Action, Changes: o.it.Changes, Error: msg})
@@ -383,6 +395,9 @@ func (a *applier) create(ctx context.Context, it Item) outcome {
 	if scimclient.IsStatus(err, http.StatusConflict) {
 		return a.adoptAfterConflict(ctx, it)
 	}
+	if errors.Is(err, scimclient.ErrOutcomeUnknown) {
+		return a.resolveUnknownCreate(ctx, it, err)
+	}
 	if err != nil {
 		return outcome{err: fmt.Errorf("create %q: %w", it.Name, err)}
 	}
@@ -408,9 +423,9 @@ func (a *applier) verify(it Item, r scimclient.Resource) error {
 	name, _ := r.Doc["userName"].(string)
 	switch {
 	case ext != "" && ext != it.ExternalID:
-		return fmt.Errorf("the target answered with user %s, whose externalId is %s, not ours (%s)", id, sanitize(ext), it.ExternalID)
+		return fmt.Errorf("the target answered with user %s, whose externalId is %s, not ours (%s)", id, scimclient.Sanitize(ext), it.ExternalID)
 	case ext == "" && !strings.EqualFold(name, it.Name):
-		return fmt.Errorf("the target answered with user %s, whose userName is %q, not ours", id, sanitize(name))
+		return fmt.Errorf("the target answered with user %s, whose userName is %q, not ours", id, scimclient.Sanitize(name))
 	case recordOf(a.plan.payload, r).CMS:
 		return fmt.Errorf("the target answered with user %s, which is hands-off (managementMode CMS)", id)
 	}
@@ -441,6 +456,30 @@ func (a *applier) claim(id, ext string) error {
 	return nil
 }
 
+// resolveUnknownCreate handles a create that may or may not have happened (a timeout after
+// sending, a 5xx): it is never sent again blindly. The user is looked up: found and ours, it is
+// linked as created; not found, the item fails and the intent stays for the next run.
+func (a *applier) resolveUnknownCreate(ctx context.Context, it Item, cause error) outcome {
+	rl := newRemoteLookup(a.e.target, a.plan.payload)
+	rec, err := rl.byExternalID(ctx, it.ExternalID)
+	if err != nil {
+		return outcome{err: fmt.Errorf("create %q: %w; and the lookup failed: %w", it.Name, cause, err)}
+	}
+	if rec == nil {
+		return outcome{err: fmt.Errorf("create %q: %w; not found on the target: the next run tries again", it.Name, cause)}
+	}
+	if rec.CMS {
+		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
+	}
+	if err := a.claim(rec.ID, it.ExternalID); err != nil {
+		return outcome{err: fmt.Errorf("create %q: %w", it.Name, err)}
+	}
+	l := a.linkFor(it, rec.ID, state.OriginCreated, nil, a.e.now().UTC())
+	ch := a.e.change(it, "create")
+	ch.TargetID, ch.Old, ch.New = rec.ID, nil, it.Values
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch}}}
+}
+
 // adoptAfterConflict handles a 409 on create: the user exists (created by a run that died
 // before recording it, or by someone else). Look it up and adopt it if it is ours to take,
 // never loop on 409.
@@ -457,7 +496,7 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	case rec == nil:
 		return outcome{err: fmt.Errorf("create %q: the target reports a conflict but no user with that externalId or userName", it.Name)}
 	case rec.ExternalID != "" && rec.ExternalID != it.ExternalID:
-		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, sanitize(rec.ExternalID))}
+		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, scimclient.Sanitize(rec.ExternalID))}
 	case rec.CMS:
 		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
 	}
@@ -543,7 +582,7 @@ func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
 		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
 	}
 	if rec.ExternalID != "" && rec.ExternalID != it.ExternalID && (it.Relink == nil || rec.ExternalID != it.Relink.From) {
-		return it, false, fmt.Errorf("it now carries another externalId (%s)", sanitize(rec.ExternalID))
+		return it, false, fmt.Errorf("it now carries another externalId (%s)", scimclient.Sanitize(rec.ExternalID))
 	}
 	p := a.plan.payload
 	ops, result, err := scim.Diff(scim.UserIndex(), r.Doc, p.want(it.Values), p.managed)

@@ -34,7 +34,7 @@ var _ Source = (*ldap.Client)(nil)
 // Target is the SCIM endpoint as the reconciler needs it.
 type Target interface {
 	Discover(ctx context.Context) (scimclient.Capabilities, error)
-	List(ctx context.Context, ep scimclient.Endpoint, fn func(scimclient.Resource) error) error
+	ListWith(ctx context.Context, ep scimclient.Endpoint, opts scimclient.ListOptions, fn func(scimclient.Resource) error) error
 	Find(ctx context.Context, ep scimclient.Endpoint, attr, value string) ([]scimclient.Resource, error)
 	Get(ctx context.Context, ep scimclient.Endpoint, id string) (scimclient.Resource, error)
 	Create(ctx context.Context, ep scimclient.Endpoint, doc scim.Doc) (scimclient.Resource, error)

@@ -3,6 +3,7 @@ package sync
 import (
 	"go.uber.org/zap"
 
+	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
@@ -14,6 +15,9 @@ type Sections struct {
 	Target  scimclient.TargetConfig
 	Mapping MappingConfig
 	Sync    Config
+	// Redactor knows every secret of the configuration: the client redacts target answers with
+	// it and the engine the run errors it stores. nil: each part redacts only its own secret.
+	Redactor *config.Redactor
 }
 
 // Open builds an engine from config sections over st: the directory client (warning once when
@@ -28,9 +32,16 @@ func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(Source) Source
 	if w := src.InsecureWarning(); w != "" {
 		log.Warn(w)
 	}
-	tgt, err := scimclient.NewClient(s.Target, log)
+	var opts []scimclient.Option
+	if s.Redactor != nil {
+		opts = append(opts, scimclient.WithRedactor(s.Redactor))
+	}
+	tgt, err := scimclient.NewClient(s.Target, log, opts...)
 	if err != nil {
 		return nil, nil, err
+	}
+	if w := tgt.InsecureWarning(); w != "" {
+		log.Warn(w)
 	}
 	mapping, ps := NewMapping(s.Target.Profile, s.Mapping)
 	if err := ps.Err(); err != nil {
@@ -40,7 +51,11 @@ func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(Source) Source
 	if wrap != nil {
 		source = wrap(src)
 	}
-	eng, err := New(s.Sync, mapping, source, tgt, st, log, Options{Concurrency: s.Target.Concurrency, Target: s.Target.URL})
+	eo := Options{Concurrency: s.Target.Concurrency, Target: s.Target.URL}
+	if s.Redactor != nil {
+		eo.Redact = s.Redactor.Redact
+	}
+	eng, err := New(s.Sync, mapping, source, tgt, st, log, eo)
 	if err != nil {
 		return nil, nil, err
 	}

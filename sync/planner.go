@@ -134,7 +134,7 @@ func (p *planner) run() error {
 		return err
 	}
 	if p.reconcile {
-		ix, err := listTarget(p.ctx, p.e.target, p.pay)
+		ix, err := listTarget(p.ctx, p.e.target, p.pay, p.plan.Known)
 		if err != nil {
 			return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
 		}

@@ -172,13 +172,3 @@ func ResultLine(r *Result) string {
 	}
 	return s + "."
 }
-
-// sanitize makes target-provided text safe to print and store: one line, no control
-// characters, bounded.
-func sanitize(s string) string {
-	s = oneLine(s)
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}

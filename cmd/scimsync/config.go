@@ -35,6 +35,8 @@ type logConfig struct {
 	Format string `yaml:"format"` // json | console; empty: console on a terminal, json otherwise
 	// ProgressInterval is how often a long sync logs its progress (and updates systemd's STATUS=).
 	ProgressInterval config.Duration `yaml:"progress_interval"`
+
+	redact *config.Redactor // every secret of the file, so the logger never prints one
 }
 
 func defaults() fileConfig {
@@ -80,6 +82,10 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	if err := f.Decode(&cfg); err != nil && !errors.As(err, &ps) {
 		return nil, err
 	}
+	// every secret the file holds or names; unreadable secret files are reported by the
+	// component that needs them
+	cfg.Log.redact = config.NewRedactor()
+	_ = cfg.Log.redact.AddConfig(&cfg)
 	nDecode := len(ps)
 	for _, s := range need {
 		if s == needDaemon {
@@ -199,7 +205,7 @@ func (c *fileConfig) secretFiles() []config.SecretFile {
 // settings turns the file into what the daemon runs on.
 func (c *fileConfig) settings() *daemon.Settings {
 	s := &daemon.Settings{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Admin: c.Admin,
-		State: c.State, Notify: c.Notify, Level: c.Log.Level, ProgressInterval: c.Log.ProgressInterval.D()}
+		State: c.State, Notify: c.Notify, Level: c.Log.Level, ProgressInterval: c.Log.ProgressInterval.D(), Redactor: c.Log.redact}
 	if c.file.Line("server") > 0 {
 		srv := c.Server
 		s.Server = &srv
@@ -209,5 +215,5 @@ func (c *fileConfig) settings() *daemon.Settings {
 
 // sections picks what one sync run is built from.
 func (c *fileConfig) sections() sync.Sections {
-	return sync.Sections{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync}
+	return sync.Sections{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Redactor: c.Log.redact}
 }

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap/buffer"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
+
+	"github.com/scimsync/scimsync/config"
 )
 
 // newLeveledLogger builds the zap logger the config asks for, and returns its level, which
@@ -39,7 +41,8 @@ func newLeveledLogger(cfg logConfig, w io.Writer) (*zap.Logger, zap.AtomicLevel,
 	if onJournal(w) {
 		enc = priorityEncoder{Encoder: enc, pool: buffer.NewPool()}
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), lvl, nil
+	// every secret of the config file is redacted from every line, whatever logs it
+	return zap.New(config.RedactCore(zapcore.NewCore(enc, zapcore.AddSync(w), lvl), cfg.redact)), lvl, nil
 }
 
 // onJournal reports whether w is the stream systemd connected to the journal: JOURNAL_STREAM

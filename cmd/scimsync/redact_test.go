@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/scimsync/scimsync/config"
+)
+
+// TestLoggerRedactsSecrets: the logger every command builds redacts every secret of the file,
+// inline or from a *_file, in messages and fields, whatever the text came from.
+func TestLoggerRedactsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "ldap.secret")
+	if err := os.WriteFile(pwFile, []byte("ldap-password-xyz\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TARGET_TOKEN", "target-token-abc123")
+	f, err := config.Parse("c.yaml", []byte(`
+ldap:
+  url: ldap://127.0.0.1:389
+  bind_dn: cn=x
+  bind_password_file: `+pwFile+`
+  base_dn: dc=x
+target:
+  url: https://scim.example.org/scim/v2
+  token: ${TARGET_TOKEN}
+log:
+  format: json
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := decodeConfig(f, needLDAP, needTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log, _, err := newLeveledLogger(cfg.Log, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.With(zap.String("echo", "Bearer target-token-abc123")).Error("target said: Bearer target-token-abc123",
+		zap.Error(errors.New("bind as ldap-password-xyz failed")))
+	out := buf.String()
+	if strings.Contains(out, "target-token-abc123") || strings.Contains(out, "ldap-password-xyz") || !strings.Contains(out, config.Redacted) {
+		t.Fatalf("%s", out)
+	}
+}
