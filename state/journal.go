@@ -102,6 +102,9 @@ type Cursor struct {
 	// rules, deprovisioning, target): a different one means the next run reconciles in full.
 	Config    string    `json:"config,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt,omitzero"` // when Data last advanced
+	// TargetUsers is how many users the target listed at the last full reconcile: the next
+	// listing may not run far beyond it (a listing that never ends is refused).
+	TargetUsers int `json:"targetUsers,omitempty"`
 }
 
 // Cursor returns kind's cursor.

@@ -67,6 +67,9 @@ type applier struct {
 	mu      gosync.Mutex
 	claimed map[string]string // target ids linked in this run -> external id (creates answered alike)
 	stop    context.CancelCauseFunc
+	// deadline is the run's context: writes cut by sync.max_run_time are not failures, just not
+	// done (their intents tell the next run what to look up)
+	deadline context.Context
 }
 
 // Apply executes plan. Writes are sent by target.concurrency workers; before a batch goes out
@@ -177,8 +180,13 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	if total == 0 {
 		return nil
 	}
-	runCtx, cancel := context.WithTimeout(ctx, a.e.cfg.MaxRunTime.D())
+	deadline := a.plan.deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(a.e.cfg.MaxRunTime.D())
+	}
+	runCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	a.deadline = runCtx
 	stopCtx, stop := context.WithCancelCause(runCtx) // the circuit breaker stops dispatching
 	defer stop(nil)
 	a.stop = stop
@@ -271,7 +279,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 			a.e.log.Error(res.Stopped)
 			return nil
 		}
-		if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil {
+		if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil || a.deadline.Err() != nil && ctx.Err() == nil {
 			res.Stopped = fmt.Sprintf("sync.max_run_time (%s) reached; the next run goes on from here", a.e.cfg.MaxRunTime.D())
 			a.e.log.Warn(res.Stopped)
 			return nil
@@ -321,7 +329,9 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 			if o.replanned {
 				res.Replanned++
 			}
+			cut := o.err != nil && errors.Is(o.err, context.DeadlineExceeded) && a.deadline != nil && a.deadline.Err() != nil
 			switch {
+			case cut:
 			case o.err != nil:
 				if errors.Is(o.err, scimclient.ErrCircuitOpen) && a.stop != nil {
 					a.stop(o.err)
@@ -726,6 +736,9 @@ func (a *applier) advanceCursor() error {
 	}
 	if cu.full {
 		c.FullAt, c.Config = now, a.e.fingerprint
+		if cu.listed >= 0 {
+			c.TargetUsers = cu.listed
+		}
 	}
 	return a.e.store.SetCursor(cu.kind, c)
 }

@@ -75,8 +75,8 @@ func (c Config) Validate() config.Problems {
 	if c.FullReconcile.D() < 0 {
 		ps.Add("full_reconcile", "must be 0 (every run) or positive")
 	}
-	if c.MaxRunTime.D() < time.Minute {
-		ps.Add("max_run_time", "must be at least 1m")
+	if c.MaxRunTime.D() < time.Second {
+		ps.Add("max_run_time", "must be at least 1s (an hour suits a daemon syncing every 15 minutes)")
 	}
 	for i, r := range c.Overrides {
 		p := fmt.Sprintf("overrides[%d]", i)

@@ -3,6 +3,7 @@ package sync
 import (
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
@@ -156,9 +157,10 @@ type Plan struct {
 	items *spool
 	// what Apply needs besides the items: the target's capabilities, the payload they allow,
 	// and the cursor to store once everything is applied
-	caps    scimclient.Capabilities
-	payload payload
-	cursor  *cursorUpdate
+	caps     scimclient.Capabilities
+	payload  payload
+	cursor   *cursorUpdate
+	deadline time.Time // sync.max_run_time from when planning started: apply stops there too
 }
 
 type cursorUpdate struct {
@@ -166,6 +168,7 @@ type cursorUpdate struct {
 	cursor ldap.Cursor
 	full   bool // the read was full: record the time of the last full reconcile
 	prior  state.Cursor
+	listed int // users the target listed (a full reconcile), -1 when not listed
 }
 
 func newPlan(mode string) *Plan {

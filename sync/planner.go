@@ -57,16 +57,23 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	}
 	var plan *Plan
 	started := time.Now()
+	deadline := time.Now().Add(e.cfg.MaxRunTime.D()) // real time, whatever clock the engine plans with
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	err := e.store.View(func(v *state.View) error {
 		p, err := e.newPlanner(ctx, v, opts)
 		if err != nil {
 			return err
 		}
 		plan = p.plan
+		plan.deadline = deadline
 		return p.run()
 	})
 	if err != nil {
 		_ = plan.Close()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			err = fmt.Errorf("sync: sync.max_run_time (%s) reached while planning: %w", e.cfg.MaxRunTime.D(), err)
+		}
 		return nil, err
 	}
 	e.log.Info("plan ready", zap.String("mode", plan.Mode), zap.String("read", plan.Read.Mechanism),
@@ -134,7 +141,12 @@ func (p *planner) run() error {
 		return err
 	}
 	if p.reconcile {
-		ix, err := listTarget(p.ctx, p.e.target, p.pay, p.plan.Known)
+		limit := scimclient.DefaultMaxResources
+		if hasCursor && !cur.FullAt.IsZero() {
+			// a listing may not run far beyond what the last one held and the users state knows
+			limit = max(2*cur.TargetUsers, 4*p.plan.Known) + 1000
+		}
+		ix, err := listTarget(p.ctx, p.e.target, p.pay, limit)
 		if err != nil {
 			return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
 		}
@@ -161,10 +173,8 @@ func (p *planner) run() error {
 	if res.Fallback != "" {
 		p.e.log.Info("directory read in full", zap.String("reason", res.Fallback))
 	}
-	if res.Cursor.Mechanism != "" {
-		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur}
-	} else if p.reconcile {
-		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, full: true, prior: cur}
+	if res.Cursor.Mechanism != "" || p.reconcile {
+		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target}
 	}
 	if res.Full && len(p.seen) == 0 && p.plan.Known > 0 {
 		return fmt.Errorf("sync: %w", ErrEmptySource)

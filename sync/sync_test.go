@@ -42,6 +42,9 @@ type env struct {
 	onWrite   func(n int) // called after each write is served
 	clock     time.Time
 	client    *scimclient.Client
+	token     string                         // the target's bearer token
+	tune      func(*scimclient.TargetConfig) // adjusts the client of every run
+	log       *zap.Logger                    // the engine's logger; zaptest when nil
 }
 
 func person(i int) string {
@@ -96,13 +99,26 @@ func newEnv(t *testing.T, users int) *env {
 func (e *env) newClient() *scimclient.Client {
 	cfg := scimclient.DefaultTargetConfig()
 	cfg.URL = e.targetURL
-	cfg.Token = config.NewSecret(token)
+	cfg.Token = config.NewSecret(e.token)
+	if e.token == "" {
+		cfg.Token = config.NewSecret(token)
+	}
 	cfg.RequestsPerSecond = 0
-	c, err := scimclient.NewClient(cfg, zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)))
+	if e.tune != nil {
+		e.tune(&cfg)
+	}
+	c, err := scimclient.NewClient(cfg, e.logger())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return c
+}
+
+func (e *env) logger() *zap.Logger {
+	if e.log != nil {
+		return e.log
+	}
+	return zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel))
 }
 
 func (e *env) writeLog() []string {
@@ -147,7 +163,8 @@ type runOpts struct {
 	ctx     context.Context
 }
 
-func (e *env) run(o runOpts) (*scimsync.Plan, *scimsync.Result, error) {
+// engine builds the run's engine over a freshly opened state file; done closes it.
+func (e *env) engine(o runOpts) (*scimsync.Engine, func()) {
 	e.t.Helper()
 	lcfg := ldap.DefaultConfig()
 	lcfg.URL, lcfg.BindDN, lcfg.BindPassword, lcfg.BaseDN = e.slapd.URL, slapdtest.AdminDN, config.NewSecret(slapdtest.AdminPW), slapdtest.Suffix
@@ -179,12 +196,18 @@ func (e *env) run(o runOpts) (*scimsync.Plan, *scimsync.Result, error) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer st.Close()
-	eng, err := scimsync.New(scfg, mapping, src, e.newClient(), st, zaptest.NewLogger(e.t, zaptest.Level(zap.WarnLevel)),
+	eng, err := scimsync.New(scfg, mapping, src, e.newClient(), st, e.logger(),
 		scimsync.Options{Concurrency: 4, Now: func() time.Time { return e.clock }})
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return eng, func() { _ = st.Close() }
+}
+
+func (e *env) run(o runOpts) (*scimsync.Plan, *scimsync.Result, error) {
+	e.t.Helper()
+	eng, done := e.engine(o)
+	defer done()
 	ctx := o.ctx
 	if ctx == nil {
 		ctx = context.Background()

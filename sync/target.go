@@ -61,12 +61,10 @@ type indexLookup struct {
 
 // listTarget reads every target user into an index. Two users claiming one externalId (or one
 // userName) keep the first: matching is by link first, so either way nothing is duplicated.
-func listTarget(ctx context.Context, tgt Target, p payload, known int) (*indexLookup, error) {
+func listTarget(ctx context.Context, tgt Target, p payload, limit int) (*indexLookup, error) {
 	ix := &indexLookup{tgt: tgt, ep: scimclient.Users, byIDs: map[string]*targetRec{}, byExts: map[string]*targetRec{},
 		byNames: map[string]*targetRec{}, taken: map[*targetRec]string{}}
-	// a listing that goes on for ever is refused, not followed: bounded by what a target holding
-	// every managed user several times over (and others besides) could list
-	limit := max(4*known, scimclient.DefaultMaxResources)
+	// a listing that goes on for ever is refused, not followed
 	err := tgt.ListWith(ctx, scimclient.Users, scimclient.ListOptions{MaxResources: limit}, func(r scimclient.Resource) error {
 		rec := recordOf(p, r)
 		if rec.ID == "" {
