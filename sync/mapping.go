@@ -21,6 +21,10 @@ type MappingConfig struct {
 	// DisabledIf is an LDAP filter; matching users are sent with active=false ("none" turns
 	// the profile's off).
 	DisabledIf string `yaml:"disabled_if,omitempty"`
+	// Exclude is an LDAP filter: matching entries are not synced at all (counted, never
+	// deprovisioned). Empty means the directory's default: on Active Directory, computer and
+	// built-in accounts; "none" syncs everything the user filter selects.
+	Exclude string `yaml:"exclude,omitempty"`
 	// UniqueUserNames says what happens when two directory users map to one userName:
 	// "invalid" (both reported, the second not sent) or "suffix" (the later one gets -2, -3 …,
 	// recorded in state so it is stable across runs).
@@ -88,7 +92,11 @@ type Mapping struct {
 	required   map[string]bool
 	rules      map[string]compiledRule
 	disabledIf *ldap.Matcher
-	suffix     bool
+	// defaultDisabled says disabledIf is the profile's default, not the administrator's.
+	defaultDisabled bool
+	exclude         *ldap.Matcher
+	excludeNone     bool // exclude: none
+	suffix          bool
 }
 
 type field struct {
@@ -167,6 +175,19 @@ func NewMapping(profileName string, cfg MappingConfig) (*Mapping, config.Problem
 		m.rules[k] = cr
 	}
 	disabledIf := eff.DisabledIf
+	m.defaultDisabled = cfg.DisabledIf == "" && disabledIf == lockedAccount
+	switch cfg.Exclude {
+	case "":
+	case "none":
+		m.excludeNone = true
+	default:
+		em, err := ldap.CompileMatcher(cfg.Exclude)
+		if err != nil {
+			ps.Add("exclude", "%v", err)
+		} else {
+			m.exclude = &em
+		}
+	}
 	if disabledIf != "" && disabledIf != "none" {
 		dm, err := ldap.CompileMatcher(disabledIf)
 		if err != nil {
@@ -206,8 +227,11 @@ func (m *Mapping) Attributes() []string {
 			}
 		}
 	}
-	if m.disabledIf != nil {
-		for _, a := range m.disabledIf.Attributes() {
+	for _, dm := range []*ldap.Matcher{m.disabledIf, m.exclude} {
+		if dm == nil {
+			continue
+		}
+		for _, a := range dm.Attributes() {
 			if l := strings.ToLower(a); !seen[l] {
 				seen[l] = true
 				out = append(out, l)

@@ -39,6 +39,9 @@ func (e *Engine) planOne(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		found := false
 		var mapped []spooledDesired
 		for _, en := range entries {
+			if p.exclude != nil && p.exclude.Match(en) {
+				continue // mapping.exclude: not synced, as in a full run
+			}
 			d, merr := e.mapping.Map(en)
 			if merr != nil {
 				if strings.EqualFold(en.First("uid"), opts.OnlyUser) || strings.EqualFold(en.First("samaccountname"), opts.OnlyUser) {
@@ -92,7 +95,7 @@ func unwrapRead(err error) error {
 // an equality search on the userName's attributes finds, else (a template that cannot be
 // searched) every entry.
 func (p *planner) findUser(name string) ([]ldap.Entry, error) {
-	q := p.e.source.UserQuery(p.e.mapping.Attributes())
+	q := p.e.source.UserQuery(p.directoryDefaults())
 	var out []ldap.Entry
 	seen := map[string]bool{}
 	collect := func(en ldap.Entry) error {

@@ -39,6 +39,7 @@ type planner struct {
 	reconcile bool // the target was listed: compare with it, repair drift
 
 	overlay  map[string]*state.Link // links recovered from intents (nil value: forgotten)
+	exclude  *ldap.Matcher          // entries not synced at all (mapping.exclude, or the directory's default)
 	claims   *claims
 	desired  desiredSpool
 	seen     map[string]bool   // external ids of every entry read (valid or not)
@@ -158,7 +159,7 @@ func (p *planner) run() error {
 		p.claims.held = p.heldName
 	}
 
-	q := p.e.source.UserQuery(p.e.mapping.Attributes())
+	q := p.e.source.UserQuery(p.directoryDefaults())
 	res, err := p.e.source.Read(p.ctx, q, ldapCur, p.read)
 	defer p.desired.close()
 	if err != nil {
@@ -213,6 +214,40 @@ func (p *planner) run() error {
 	return nil
 }
 
+// directoryDefaults decides what depends on the kind of directory and says so in the plan:
+// Active Directory's computer and built-in accounts are left out unless mapping.exclude says
+// otherwise, and accounts the directory marks disabled or locked are sent with active=false.
+// It returns the attributes to read.
+func (p *planner) directoryDefaults() []string {
+	m := p.e.mapping
+	attrs := m.Attributes()
+	ad := strings.EqualFold(p.e.source.UserQuery(nil).IDAttribute, "objectGUID")
+	if !ad {
+		info, err := p.e.source.Discover(p.ctx)
+		if err != nil {
+			p.e.log.Debug("root DSE not readable; directory defaults from the configuration only", zap.Error(err))
+		}
+		ad = err == nil && info.IsAD()
+	}
+	p.exclude = m.exclude
+	if p.exclude == nil && !m.excludeNone && ad {
+		ex, _ := ldap.CompileMatcher(adExclude)
+		p.exclude = &ex
+		attrs = append(attrs, ex.Attributes()...)
+		p.plan.Notices = append(p.plan.Notices, "Active Directory: computer and built-in accounts (Guest, krbtgt, Administrator) "+
+			"are not synced; set mapping.exclude (an LDAP filter, or none) to choose otherwise")
+	}
+	if m.defaultDisabled {
+		what := "OpenLDAP pwdAccountLockedTime, 389-DS/FreeIPA nsAccountLock"
+		if ad {
+			what = "userAccountControl bit 2 (ACCOUNTDISABLE)"
+		}
+		p.plan.Notices = append(p.plan.Notices, "accounts the directory marks disabled or locked ("+what+
+			") are sent with active=false; set mapping.disabled_if to choose otherwise")
+	}
+	return attrs
+}
+
 // readError carries an error of the planner's own out of the directory read unchanged.
 type readError struct{ err error }
 
@@ -233,11 +268,15 @@ func (p *planner) read(ch ldap.Change) error {
 		}
 		return nil
 	}
-	p.plan.Source++
 	en := ch.Entry
 	if en.ID != "" {
-		p.seen[en.ID] = true
+		p.seen[en.ID] = true // excluded and unmappable entries exist too: never deprovisioned
 	}
+	if p.exclude != nil && p.exclude.Match(en) {
+		p.plan.Excluded++
+		return nil
+	}
+	p.plan.Source++
 	d, merr := p.e.mapping.Map(en)
 	if merr != nil {
 		// a hands-off user is someone else's business even when it cannot be mapped

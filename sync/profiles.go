@@ -22,6 +22,11 @@ type Profile struct {
 // nsAccountLock, OpenLDAP ppolicy pwdAccountLockedTime, AD userAccountControl bit 2.
 const lockedAccount = "(|(nsAccountLock=TRUE)(pwdAccountLockedTime=*)(userAccountControl:1.2.840.113556.1.4.803:=2))"
 
+// adExclude matches Active Directory accounts no application should receive: computers
+// (objectClass computer, or a sAMAccountName ending in $) and the built-in accounts the
+// directory marks critical (Administrator, Guest, krbtgt).
+const adExclude = "(|(objectClass=computer)(sAMAccountName=*$)(isCriticalSystemObject=TRUE))"
+
 var emailRule = Rule{Email: true}
 
 func profiles() map[string]Profile {
@@ -40,7 +45,8 @@ func profiles() map[string]Profile {
 					"enterprise.employeeNumber": "{employeeNumber}",
 					"enterprise.department":     "{departmentNumber ?? department}",
 				},
-				Required: []string{"userName"},
+				Required:   []string{"userName"},
+				DisabledIf: lockedAccount,
 			}},
 		"nuage-vsd": {Name: "nuage-vsd", Summary: "Nuage VSD: userName 1-32 of [A-Za-z0-9-], first/last name and email required, LDAPUserDN, externalID, managementMode",
 			Mapping: MappingConfig{
@@ -172,6 +178,7 @@ func Effective(profile string, cfg MappingConfig) MappingConfig {
 	if cfg.UniqueUserNames != "" {
 		out.UniqueUserNames = cfg.UniqueUserNames
 	}
+	out.Exclude = cfg.Exclude
 	if out.UniqueUserNames == "" {
 		out.UniqueUserNames = "invalid"
 	}

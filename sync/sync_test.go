@@ -45,6 +45,7 @@ type env struct {
 	token     string                         // the target's bearer token
 	tune      func(*scimclient.TargetConfig) // adjusts the client of every run
 	log       *zap.Logger                    // the engine's logger; zaptest when nil
+	directory *ldap.Config                   // the source when it is not slapd (Samba, an LDIF)
 }
 
 func person(i int) string {
@@ -167,8 +168,12 @@ type runOpts struct {
 func (e *env) engine(o runOpts) (*scimsync.Engine, func()) {
 	e.t.Helper()
 	lcfg := ldap.DefaultConfig()
-	lcfg.URL, lcfg.BindDN, lcfg.BindPassword, lcfg.BaseDN = e.slapd.URL, slapdtest.AdminDN, config.NewSecret(slapdtest.AdminPW), slapdtest.Suffix
-	lcfg.PageSize = 7
+	if e.directory != nil {
+		lcfg = *e.directory
+	} else {
+		lcfg.URL, lcfg.BindDN, lcfg.BindPassword, lcfg.BaseDN = e.slapd.URL, slapdtest.AdminDN, config.NewSecret(slapdtest.AdminPW), slapdtest.Suffix
+		lcfg.PageSize = 7
+	}
 	if o.ldap != nil {
 		o.ldap(&lcfg)
 	}

@@ -115,6 +115,9 @@ func SummaryLine(p *Plan) string {
 		"(directory %d, target %s, managed %d).",
 		p.Mode, p.Read.Mechanism, p.Summary[ActionCreate], p.Summary[ActionUpdate], p.Summary[ActionDisable], p.Summary[ActionDelete],
 		p.Summary[ActionSkip], p.Summary[ActionInvalid], p.Unchanged, p.Source, target, p.Known)
+	if p.Excluded > 0 {
+		s += fmt.Sprintf(" %d entries excluded (mapping.exclude).", p.Excluded)
+	}
 	if g := p.Kinds[KindGroup]; len(g) > 0 {
 		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid.",
 			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid])
