@@ -27,24 +27,7 @@ type ResourceWrite struct {
 // WriteResources applies all writes in one transaction: deleting a user and removing it from
 // every group is one atomic step, so a crash never leaves a dangling member.
 func (s *Store) WriteResources(writes ...ResourceWrite) error {
-	err := s.update(func(tx *bolt.Tx) error {
-		for _, w := range writes {
-			b := tx.Bucket([]byte(w.Kind))
-			if b == nil {
-				return fmt.Errorf("unknown resource kind %q", w.Kind)
-			}
-			var err error
-			if w.Data == nil {
-				err = b.Delete([]byte(w.ID))
-			} else {
-				err = b.Put([]byte(w.ID), w.Data)
-			}
-			if err != nil {
-				return fmt.Errorf("%s %q: %w", w.Kind, w.ID, err)
-			}
-		}
-		return nil
-	})
+	err := s.update(func(tx *bolt.Tx) error { return applyWrites(tx, writes) })
 	if err != nil {
 		return fmt.Errorf("state: write resources: %w", err)
 	}

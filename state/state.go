@@ -1,15 +1,16 @@
 // Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
 // project imports bbolt.
 //
-// Layout (schema version 1); every value is JSON, copied out of its transaction:
+// Layout (schema version 2); every value is JSON, copied out of its transaction:
 //
 //	meta          "schema_version" -> decimal string
 //	links         externalId -> Link            what the sync created or adopted on the target
 //	overrides     lower(userName) -> Override   administrator's managementMode overrides
 //	runs          be64(run id) -> Run           run history, oldest first
 //	changes       be64(run id) be64(seq) -> Change   per-run change log (old -> new)
-//	scim_users    id -> resource JSON           the built-in SCIM server's users
-//	scim_groups   id -> resource JSON           … and groups
+//	scim_users    id -> resource JSON           the built-in SCIM server's users (never a password:
+//	                                            at most a salted argon2id hash, outside attrs)
+//	scim_groups   id -> resource JSON           … and groups, members inline
 package state
 
 import (
@@ -26,7 +27,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Files from a newer build are refused.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -57,9 +58,10 @@ type Options struct {
 
 // Store is an open state file. It is safe for concurrent use.
 type Store struct {
-	db   *bolt.DB // nil for a read-only view of a missing file
-	path string
-	ro   bool
+	db      *bolt.DB // nil for a read-only view of a missing file
+	path    string
+	ro      bool
+	commits *committer // group commit of SCIM server resources; nil when read-only
 }
 
 // Open opens (creating when writable) the state file at path and migrates it.
@@ -88,6 +90,9 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly {
+		s.commits = newCommitter(db)
+	}
 	return s, nil
 }
 
@@ -98,6 +103,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
+	}
+	if s.commits != nil {
+		s.commits.close()
 	}
 	return s.db.Close()
 }
@@ -115,6 +123,9 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 -> 2: the SCIM server stored a POSTed password in plain text; drop it. (RFC 7643
+	// defines password returned:never; scimsync now discards it or keeps only a hash.)
+	dropStoredPasswords,
 }
 
 func (s *Store) checkSchema() error {
