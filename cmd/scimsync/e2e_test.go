@@ -211,8 +211,8 @@ log:
 	if gl["totalResults"].(float64) != 1 {
 		t.Fatalf("group lookup: %v", gl)
 	}
-	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": bob}, map[string]any{"value": jane}}}), 200)
-	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Remove", "path": "members", "value": []any{map[string]any{"value": jane}}}), 200)
+	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": bob}, map[string]any{"value": jane}}}), 204)
+	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Remove", "path": "members", "value": []any{map[string]any{"value": jane}}}), 204)
 
 	// a wrong token learns nothing
 	idp{t, base, "nope"}.call("GET", "/Users", nil, 401)
