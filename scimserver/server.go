@@ -108,6 +108,7 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	mux := http.NewServeMux()
 	mux.Handle("/scim/v2/", s.authenticate(http.HandlerFunc(s.serveSCIM)))
 	mux.Handle("/scim/v2", s.authenticate(http.HandlerFunc(s.serveSCIM)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { notFound(w, "endpoint (the SCIM API is under /scim/v2)") })
 	s.handler = mux
 	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/scimsync/scimsync/config"
@@ -33,6 +34,12 @@ type testServer struct {
 
 func startTestServer(t *testing.T, path string) *testServer {
 	t.Helper()
+	return startTestServerWith(t, path, nil, zaptest.NewLogger(t))
+}
+
+// startTestServerWith starts a server whose config tweak may change, logging to log.
+func startTestServerWith(t *testing.T, path string, tweak func(*ServerConfig), log *zap.Logger) *testServer {
+	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "state.db")
 	}
@@ -45,7 +52,10 @@ func startTestServer(t *testing.T, path string) *testServer {
 	cfg.MaxResults = 50
 	cfg.MaxBodyBytes = 64 << 10
 	cfg.Tokens = []TokenConfig{{Name: "okta", Token: config.NewSecret(testToken)}}
-	srv, err := NewServer(cfg, st, zaptest.NewLogger(t))
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	srv, err := NewServer(cfg, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -503,11 +503,11 @@ func (s *store) create(ctx context.Context, kind state.Kind, r *record, userName
 	s.mu.Lock()
 	if s.total >= s.limits.maxResources {
 		s.mu.Unlock()
-		return nil, overLimit("max_resources", http.StatusForbidden, "the server stores %d users and groups, its limit", s.limits.maxResources)
+		return nil, overLimit("max_resources", http.StatusBadRequest, "the server stores %d users and groups, its limit", s.limits.maxResources)
 	}
 	if r.owner != "" && s.owners[r.owner] >= s.limits.maxPerToken {
 		s.mu.Unlock()
-		return nil, overLimit("max_resources_per_token", http.StatusForbidden, "token %q has created %d users and groups, its limit", r.owner, s.limits.maxPerToken)
+		return nil, overLimit("max_resources_per_token", http.StatusBadRequest, "token %q has created %d users and groups, its limit", r.owner, s.limits.maxPerToken)
 	}
 	r.id = newID()
 	for s.users[r.id] != nil || s.groups[r.id] != nil {
