@@ -103,6 +103,10 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
+	// everything is in memory now; the file's pages need not stay in this process's RSS
+	if err := st.ReleaseMappedPages(); err != nil {
+		s.log.Warn("could not release the state file's pages", zap.Error(err))
+	}
 	s.log.Info("store loaded", zap.Int("users", s.store.count(state.KindUser)),
 		zap.Int("groups", s.store.count(state.KindGroup)), zap.Duration("took", time.Since(start)))
 	mux := http.NewServeMux()

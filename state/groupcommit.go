@@ -147,6 +147,9 @@ func applyWrites(tx *bolt.Tx, writes []ResourceWrite) error {
 		if b == nil {
 			return fmt.Errorf("unknown resource kind %q", w.Kind)
 		}
+		// new resources have time-ordered ids, so most inserts append: full pages on split
+		// keep the file (and its start-up scan) about half the size of bbolt's 50% default
+		b.FillPercent = 0.9
 		var err error
 		if w.Data == nil {
 			err = b.Delete([]byte(w.ID))
