@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	fp "github.com/scim2/filter-parser/v2"
 	"go.uber.org/zap"
@@ -265,6 +266,47 @@ func FuzzServerHTTP(f *testing.F) {
 		}
 		if !strings.Contains(path, "/Schemas") && bytes.Contains(bytes.ToLower(rec.Body.Bytes()), []byte(`"password"`)) {
 			t.Fatalf("a password came back: %s", rec.Body.String())
+		}
+	})
+}
+
+// FuzzLoadScan: whenever the start-up scanner reads a stored record or its hot attributes, it
+// reads exactly what encoding/json reads.
+func FuzzLoadScan(f *testing.F) {
+	for _, attrs := range []string{
+		`{"active":true,"emails":[{"type":"work","value":"u@x.example"}],"externalId":"e","name":{"familyName":"F","givenName":"G"},"userName":"u"}`,
+		`{"userName":"\u00c5sa","emails":[{"value":"a","primary":true,"display":"q\"x"},{}],"title":"t","x":[1,{"a":[]}],"active":false}`,
+		`{"userName":"a\\"b"}`, `{}`, `{"emails":null}`,
+	} {
+		r := &record{id: "id-1", seq: 7, version: 3, owner: "okta", attrs: []byte(attrs),
+			created: time.Unix(1e9, 5).UTC(), modified: time.Unix(2e9, 0).UTC()}
+		raw, _ := r.encode()
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r, ok := scanStored(data); ok {
+			var sr storedRecord
+			if err := json.Unmarshal(data, &sr); err != nil {
+				t.Fatalf("scanner read what encoding/json refuses: %q: %v", data, err)
+			}
+			if sr.ID != r.id || sr.Seq != r.seq || sr.Version != r.version || sr.Owner != r.owner || sr.PwHash != r.pwHash ||
+				!sr.Created.Equal(r.created) || !sr.Modified.Equal(r.modified) {
+				t.Fatalf("header differs: %+v vs %+v", sr, r)
+			}
+			if !bytes.Equal(bytes.TrimSpace(sr.Attrs), r.attrs) {
+				t.Fatalf("attrs differ: %q vs %q", sr.Attrs, r.attrs)
+			}
+		}
+		if h, ok := scanHot(data); ok {
+			var want hotJSON
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatalf("scanner read what encoding/json refuses: %q: %v", data, err)
+			}
+			gotRaw, _ := json.Marshal(h)
+			wantRaw, _ := json.Marshal(want)
+			if !bytes.Equal(gotRaw, wantRaw) {
+				t.Fatalf("hot values differ for %q:\n%s\n%s", data, gotRaw, wantRaw)
+			}
 		}
 	})
 }

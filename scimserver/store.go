@@ -123,6 +123,14 @@ func spliceKey(obj []byte, key string, raw []byte) []byte {
 
 // decodeRecord reads a state-file value; kind decides whether members are split out.
 func decodeRecord(kind state.Kind, data []byte) (*record, error) {
+	if kind == state.KindUser {
+		if r, ok := scanStored(data); ok {
+			if err := r.computeHot(kind); err != nil {
+				return nil, err
+			}
+			return r, nil
+		}
+	}
 	var sr storedRecord
 	if err := json.Unmarshal(data, &sr); err != nil {
 		return nil, err
@@ -183,8 +191,13 @@ type hotJSON struct {
 }
 
 func (r *record) computeHot(kind state.Kind) error {
-	var h hotJSON
-	if err := json.Unmarshal(r.attrs, &h); err != nil {
+	h, fast := hotJSON{}, false
+	if kind == state.KindUser {
+		h, fast = scanHot(r.attrs)
+	}
+	if fast {
+		// read by scanHot
+	} else if err := json.Unmarshal(r.attrs, &h); err != nil {
 		// a stored value of an unexpected type (e.g. a number userName) is still served; only
 		// the fast filter path cannot use it
 		h = hotJSON{}
@@ -298,29 +311,16 @@ func newStore(st *state.Store, now func() time.Time, lim storeLimits) (*store, e
 	}
 	s.unpinned = gosync.NewCond(&s.mu)
 	for _, kind := range []state.Kind{state.KindUser, state.KindGroup} {
-		var chunk [][]byte
-		var ids []string
-		flush := func() error {
-			recs, err := decodeParallel(kind, ids, chunk)
+		err := st.ScanResources(kind, loadChunk, func(values [][]byte) error {
+			recs, err := decodeParallel(kind, values)
 			if err != nil {
 				return err
 			}
 			for _, r := range recs {
 				s.load(kind, r)
 			}
-			chunk, ids = chunk[:0], ids[:0]
-			return nil
-		}
-		err := st.ForEachResource(kind, func(id string, data []byte) error {
-			chunk, ids = append(chunk, data), append(ids, id)
-			if len(chunk) == loadChunk {
-				return flush()
-			}
 			return nil
 		})
-		if err == nil {
-			err = flush()
-		}
 		if err != nil {
 			return nil, fmt.Errorf("scim: load store: %w", err)
 		}
@@ -345,8 +345,9 @@ func newStore(st *state.Store, now func() time.Time, lim storeLimits) (*store, e
 // every core busy, few enough that the raw copies stay small.
 const loadChunk = 4096
 
-// decodeParallel decodes a chunk of stored resources on every core.
-func decodeParallel(kind state.Kind, ids []string, raws [][]byte) ([]*record, error) {
+// decodeParallel decodes a chunk of stored resources on every core; raws may alias the state
+// file's memory, so decodeRecord copies what it keeps.
+func decodeParallel(kind state.Kind, raws [][]byte) ([]*record, error) {
 	out := make([]*record, len(raws))
 	errs := make([]error, len(raws))
 	workers := min(runtime.GOMAXPROCS(0), len(raws))
@@ -363,7 +364,9 @@ func decodeParallel(kind state.Kind, ids []string, raws [][]byte) ([]*record, er
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", kind, ids[i], err)
+			var id struct{ ID string }
+			_ = json.Unmarshal(raws[i], &id)
+			return nil, fmt.Errorf("%s %q: %w", kind, id.ID, err)
 		}
 	}
 	return out, nil

@@ -48,3 +48,34 @@ func (s *Store) ForEachResource(kind Kind, fn func(id string, data []byte) error
 	}
 	return nil
 }
+
+// ScanResources calls fn with the stored resources of kind in batches of at most batch values,
+// without copying them: the slices alias the state file's memory map and are valid only until
+// fn returns (a caller that keeps anything copies it). It is the start-up path of the SCIM
+// server, which decodes each batch on every core.
+func (s *Store) ScanResources(kind Kind, batch int, fn func(values [][]byte) error) error {
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(kind))
+		if b == nil {
+			return fmt.Errorf("unknown resource kind %q", kind)
+		}
+		values := make([][]byte, 0, batch)
+		err := b.ForEach(func(_, v []byte) error {
+			values = append(values, v)
+			if len(values) == batch {
+				err := fn(values)
+				values = values[:0]
+				return err
+			}
+			return nil
+		})
+		if err == nil && len(values) > 0 {
+			err = fn(values)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: read %s: %w", kind, err)
+	}
+	return nil
+}
