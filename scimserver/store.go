@@ -295,9 +295,13 @@ type store struct {
 	total        int                  // resources, including creates in flight
 	pendingNames map[string]string    // userName keys claimed by writes in flight -> id
 	slots        map[string]chan struct{}
-	deleting     map[string]bool
-	pinned       map[string]int // members being added by group writes in flight
-	unpinned     *gosync.Cond   // on mu: a pin was released
+
+	// pinMu guards deleting and pinned, apart from mu so that pinning the members of a large
+	// group write never blocks readers; lock order is mu before pinMu, never the reverse
+	pinMu    gosync.Mutex
+	deleting map[string]bool
+	pinned   map[string]int // members being added by group writes in flight
+	unpinned *gosync.Cond   // on pinMu: a pin was released
 }
 
 func newStore(st *state.Store, now func() time.Time, lim storeLimits) (*store, error) {
@@ -309,7 +313,7 @@ func newStore(st *state.Store, now func() time.Time, lim storeLimits) (*store, e
 		pendingNames: map[string]string{}, slots: map[string]chan struct{}{}, deleting: map[string]bool{},
 		pinned: map[string]int{},
 	}
-	s.unpinned = gosync.NewCond(&s.mu)
+	s.unpinned = gosync.NewCond(&s.pinMu)
 	for _, kind := range []state.Kind{state.KindUser, state.KindGroup} {
 		err := st.ScanResources(kind, loadChunk, func(values [][]byte) error {
 			recs, err := decodeParallel(kind, values)
@@ -536,39 +540,70 @@ func (s *store) claimName(r *record, display string) error {
 }
 
 // pinMembers refuses members that are not stored users or groups (or are being deleted), and
-// pins the others until unpinMembers: a delete of a pinned resource waits, so it sees the group
-// this write adds it to. The caller holds mu.
+// pins the others until unpinMembers: a delete of a pinned resource waits for the pin, so it
+// sees the group this write adds it to. The caller holds neither mu nor pinMu.
 func (s *store) pinMembers(groupID string, added []string) error {
 	for _, v := range added {
 		if v == groupID {
 			return scim.InvalidValue("members: a group cannot be a member of itself")
 		}
-		if (s.users[v] == nil && s.groups[v] == nil) || s.deleting[v] {
+	}
+	s.pinMu.Lock()
+	for _, v := range added {
+		if s.deleting[v] {
+			s.pinMu.Unlock()
 			return scim.InvalidValue("members: no User or Group with id %q", v)
 		}
 	}
 	for _, v := range added {
 		s.pinned[v]++
 	}
+	s.pinMu.Unlock()
+	// pinned first, then checked: a delete that finished before the pin is seen here, one
+	// that starts after it waits for the pin
+	s.mu.RLock()
+	missing := ""
+	for _, v := range added {
+		if s.users[v] == nil && s.groups[v] == nil {
+			missing = v
+			break
+		}
+	}
+	s.mu.RUnlock()
+	if missing != "" {
+		s.unpinMembers(added)
+		return scim.InvalidValue("members: no User or Group with id %q", missing)
+	}
 	return nil
 }
 
-// unpinMembers releases pinMembers' pins; the caller holds mu.
+// unpinMembers releases pinMembers' pins; the caller holds neither mu nor pinMu.
 func (s *store) unpinMembers(added []string) {
+	if len(added) == 0 {
+		return
+	}
+	s.pinMu.Lock()
 	for _, v := range added {
 		if s.pinned[v]--; s.pinned[v] <= 0 {
 			delete(s.pinned, v)
 		}
 	}
-	if len(added) > 0 {
-		s.unpinned.Broadcast()
-	}
+	s.pinMu.Unlock()
+	s.unpinned.Broadcast()
 }
 
 // create stores a new resource. It fills in id, seq and times.
 func (s *store) create(ctx context.Context, kind state.Kind, r *record, userName string) (*record, error) {
 	now := s.now().UTC()
 	r.created, r.modified, r.version = now, now, 1
+	var pins []string
+	if kind == state.KindGroup {
+		pins = memberValues(r.members)
+		if err := s.pinMembers("", pins); err != nil {
+			return nil, err
+		}
+		defer s.unpinMembers(pins) // deferred first, so it runs after mu is released
+	}
 	s.mu.Lock()
 	if s.total >= s.limits.maxResources {
 		s.mu.Unlock()
@@ -587,9 +622,6 @@ func (s *store) create(ctx context.Context, kind state.Kind, r *record, userName
 			s.mu.Unlock()
 			return nil, err
 		}
-	} else if err := s.pinMembers(r.id, memberValues(r.members)); err != nil {
-		s.mu.Unlock()
-		return nil, err
 	}
 	s.seq++
 	r.seq = s.seq
@@ -603,8 +635,6 @@ func (s *store) create(ctx context.Context, kind state.Kind, r *record, userName
 	defer s.mu.Unlock()
 	if kind == state.KindUser {
 		delete(s.pendingNames, r.hot.name)
-	} else {
-		defer s.unpinMembers(memberValues(r.members))
 	}
 	if err != nil {
 		s.total--
@@ -638,6 +668,16 @@ func (s *store) update(ctx context.Context, kind state.Kind, cur, next *record, 
 	next.version = cur.version + 1
 	next.modified = s.now().UTC()
 	var added, removed []string
+	if kind == state.KindGroup {
+		if len(next.members) > s.limits.maxGroupMembers {
+			return nil, overLimit("max_group_members", http.StatusBadRequest, "the group would have %d members, over %d", len(next.members), s.limits.maxGroupMembers)
+		}
+		added, removed = diffMembers(cur.members, next.members)
+		if err := s.pinMembers(cur.id, added); err != nil {
+			return nil, err
+		}
+		defer s.unpinMembers(added) // deferred first, so it runs after mu is released
+	}
 	s.mu.Lock()
 	if s.coll(kind)[cur.id] != cur {
 		s.mu.Unlock()
@@ -648,16 +688,6 @@ func (s *store) update(ctx context.Context, kind state.Kind, cur, next *record, 
 			s.mu.Unlock()
 			return nil, err
 		}
-	} else {
-		added, removed = diffMembers(cur.members, next.members)
-		if len(next.members) > s.limits.maxGroupMembers {
-			s.mu.Unlock()
-			return nil, overLimit("max_group_members", http.StatusBadRequest, "the group would have %d members, over %d", len(next.members), s.limits.maxGroupMembers)
-		}
-		if err := s.pinMembers(cur.id, added); err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
 	}
 	s.mu.Unlock()
 
@@ -665,7 +695,6 @@ func (s *store) update(ctx context.Context, kind state.Kind, cur, next *record, 
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer s.unpinMembers(added)
 	if kind == state.KindUser && s.pendingNames[next.hot.name] == next.id {
 		delete(s.pendingNames, next.hot.name)
 	}
@@ -696,24 +725,25 @@ func removeString(ss []string, x string) []string {
 
 // remove deletes a resource and, in the same transaction, its membership in every group.
 func (s *store) remove(ctx context.Context, kind state.Kind, id string, check func(cur *record) error) error {
-	s.mu.Lock()
-	if s.coll(kind)[id] == nil {
-		s.mu.Unlock()
+	if s.get(kind, id) == nil {
 		return scimerr.ScimErrorResourceNotFound(id)
 	}
 	// From here on no write may add id to a group; once the writes in flight that add it are
 	// published, the groups it is in are all there is.
+	s.pinMu.Lock()
 	s.deleting[id] = true
 	for s.pinned[id] > 0 {
 		s.unpinned.Wait()
 	}
-	ids := append([]string{id}, s.memberOf[id]...)
-	s.mu.Unlock()
+	s.pinMu.Unlock()
 	defer func() {
-		s.mu.Lock()
+		s.pinMu.Lock()
 		delete(s.deleting, id)
-		s.mu.Unlock()
+		s.pinMu.Unlock()
 	}()
+	s.mu.RLock()
+	ids := append([]string{id}, s.memberOf[id]...)
+	s.mu.RUnlock()
 	// slots in one global order, so two deletes never wait on each other in a cycle
 	sort.Strings(ids)
 	ids = slices.Compact(ids)

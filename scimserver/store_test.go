@@ -46,6 +46,8 @@ func TestDeleteRacingMembershipLeavesNoDanglingMember(t *testing.T) {
 			t.Fatalf("memberOf keeps deleted %s -> %v", uid, gids)
 		}
 	}
+	ts.srv.store.pinMu.Lock()
+	defer ts.srv.store.pinMu.Unlock()
 	if len(ts.srv.store.pinned) != 0 || len(ts.srv.store.slots) != 0 || len(ts.srv.store.deleting) != 0 {
 		t.Fatalf("bookkeeping left behind: pinned %v slots %d deleting %v", ts.srv.store.pinned, len(ts.srv.store.slots), ts.srv.store.deleting)
 	}
