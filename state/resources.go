@@ -24,16 +24,6 @@ type ResourceWrite struct {
 	Data []byte
 }
 
-// WriteResources applies all writes in one transaction: deleting a user and removing it from
-// every group is one atomic step, so a crash never leaves a dangling member.
-func (s *Store) WriteResources(writes ...ResourceWrite) error {
-	err := s.update(func(tx *bolt.Tx) error { return applyWrites(tx, writes) })
-	if err != nil {
-		return fmt.Errorf("state: write resources: %w", err)
-	}
-	return nil
-}
-
 // ForEachResource calls fn with a copy of every stored resource of kind, in id order.
 func (s *Store) ForEachResource(kind Kind, fn func(id string, data []byte) error) error {
 	err := s.view(func(tx *bolt.Tx) error {
