@@ -2,7 +2,9 @@
 // numbers are also given as ratios to a baseline measured in the same run (these machines are
 // noisy; ratios travel, absolute numbers do not).
 //
-//	go run ./bench server   # scimsync serve: creates/gets/filtered lists at 1 and 32 clients, 10,000 users
+//	go run ./bench server   # scimsync serve: creates/gets/lists/patches at 1 and 32 clients, 10,000 users;
+//	                        # a 10,000-member group PATCH; RSS and restart time at 100,000 users
+//	go run ./bench server -compare OLD   # … plus the sw list scans of another build, same run
 //	go run ./bench sync     # 100,000 users in slapd -> scimsync serve: initial, no change, 100 changes, one user, full reconcile
 //	go run ./bench ldap     # 100,000 users in slapd: full read and syncrepl delta vs ldapsearch (-n N)
 //
@@ -12,6 +14,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +23,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	gosync "sync"
 	"time"
 )
@@ -34,8 +39,8 @@ func main() {
 		}
 		return
 	}
-	if len(os.Args) < 2 || (os.Args[1] == "server" && len(os.Args) != 2) || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench server | sync [-n N] [-c C] | ldap [-n N]")
+	if len(os.Args) < 2 || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench server [-compare OLD_BINARY] | sync [-n N] [-c C] | ldap [-n N]")
 		os.Exit(2)
 	}
 	tb := &benchTB{}
@@ -43,7 +48,10 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "server":
-		err = benchServer(tb)
+		fs := flag.NewFlagSet("server", flag.ExitOnError)
+		compare := fs.String("compare", "", "also measure sw list scans of this scimsync binary (e.g. one built from main)")
+		_ = fs.Parse(os.Args[2:])
+		err = benchServer(tb, *compare)
 	case "ldap":
 		err = benchLDAP(tb, os.Args[2:])
 	default:
@@ -98,31 +106,68 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// startServe runs `scimsync serve` and returns its base URL.
-func startServe(tb *benchTB, bin string) string {
-	dir := tb.TempDir()
-	addr := freeAddr()
+// server is one `scimsync serve` process under test.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	addr string
+	cfg  string
+}
+
+// startServe runs `scimsync serve` on a fresh state file in dir (or the one there) and waits
+// until it answers; it returns the process and how long that took.
+func startServe(tb *benchTB, bin, dir, addr string) (*server, time.Duration) {
 	cfg := filepath.Join(dir, "serve.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("server:\n  listen: %s\n  max_results: 1000\n  tokens:\n    - name: bench\n      token: %s\nstate:\n  path: %s/server.db\nlog:\n  level: warn\n", addr, token, dir)), 0o600)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	cmd.Stderr = os.Stderr
+	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		panic(err)
 	}
-	tb.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			_ = c.Close()
-			return "http://" + addr + "/scim/v2"
+	s := &server{cmd: cmd, base: "http://" + addr + "/scim/v2", addr: addr, cfg: cfg}
+	tb.Cleanup(s.stop)
+	for i := 0; i < 2000; i++ {
+		if code, err := call("GET", s.base+"/Users?count=0", nil); err == nil && code == 200 {
+			return s, time.Since(t0)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	panic("serve did not start")
 }
 
-var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+func (s *server) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Wait()
+}
+
+// rss reads the resident set size of the process, in MiB.
+func (s *server) rss() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb float64
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 2 * time.Minute}
 
 func call(method, u string, body []byte) (int, error) {
+	code, _, err := callBody(method, u, body)
+	return code, err
+}
+
+func callBody(method, u string, body []byte) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -132,11 +177,11 @@ func call(method, u string, body []byte) (int, error) {
 	req.Header.Set("Content-Type", "application/scim+json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	return resp.StatusCode, raw, nil
 }
 
 type stat struct {
@@ -149,12 +194,14 @@ type stat struct {
 
 func (s stat) rate() float64 { return float64(s.ops) / s.elapsed.Seconds() }
 func (s stat) p(q float64) time.Duration {
-	sort.Slice(s.lat, func(i, j int) bool { return s.lat[i] < s.lat[j] })
-	return s.lat[int(float64(len(s.lat)-1)*q)]
+	l := append([]time.Duration(nil), s.lat...)
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	return l[int(float64(len(l)-1)*q)]
 }
 
-// load runs ops requests from clients goroutines; req(i) builds request i.
-func load(name string, clients, ops int, want int, req func(i int) (string, string, []byte)) (stat, error) {
+// load runs ops requests from clients goroutines; req(i) builds request i; want lists the
+// statuses that count as success.
+func load(name string, clients, ops int, want []int, req func(i int) (string, string, []byte)) (stat, error) {
 	s := stat{name: name, clients: clients, ops: ops, lat: make([]time.Duration, ops)}
 	var wg gosync.WaitGroup
 	var mu gosync.Mutex
@@ -174,9 +221,11 @@ func load(name string, clients, ops int, want int, req func(i int) (string, stri
 				t0 := time.Now()
 				code, err := call(m, u, b)
 				s.lat[i] = time.Since(t0)
-				if (err != nil || code != want) && firstErr == nil {
+				if err != nil || !slices.Contains(want, code) {
 					mu.Lock()
-					firstErr = fmt.Errorf("%s %s: %d %v", m, u, code, err)
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%s %s: %d %v", m, u, code, err)
+					}
 					mu.Unlock()
 				}
 			}
@@ -189,35 +238,61 @@ func load(name string, clients, ops int, want int, req func(i int) (string, stri
 
 func userJSON(i int) []byte {
 	b, _ := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
-		"userName": fmt.Sprintf("user%05d@example.org", i), "externalId": fmt.Sprintf("ext-%05d", i),
+		"userName": fmt.Sprintf("user%06d@example.org", i), "externalId": fmt.Sprintf("ext-%06d", i),
 		"name":   map[string]any{"givenName": "Given", "familyName": fmt.Sprintf("Family%d", i)},
-		"emails": []any{map[string]any{"value": fmt.Sprintf("user%05d@example.org", i), "type": "work"}}, "active": true})
+		"emails": []any{map[string]any{"value": fmt.Sprintf("user%06d@example.org", i), "type": "work"}}, "active": true})
 	return b
 }
 
-// floor is the baseline: a plain net/http handler on loopback returning a user-sized body,
-// i.e. what the HTTP stack alone costs on this machine right now.
-func floor(tb *benchTB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	body := userJSON(1)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	tb.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String()
+var (
+	ok200 = []int{200}
+	ok201 = []int{201}
+)
+
+// fill creates users [from, to) at 32 clients.
+func fill(base string, from, to int) error {
+	_, err := load("fill", 32, to-from, ok201, func(i int) (string, string, []byte) {
+		return "POST", base + "/Users", userJSON(from + i)
+	})
+	return err
 }
 
-func benchServer(tb *benchTB) error {
+// userIDs pages through the first n users (pages are capped at max_results).
+func userIDs(base string, n int) ([]string, error) {
+	ids := make([]string, 0, n)
+	for len(ids) < n {
+		code, raw, err := callBody("GET", base+fmt.Sprintf("/Users?startIndex=%d&count=%d&attributes=id", len(ids)+1, min(1000, n-len(ids))), nil)
+		if err != nil || code != 200 {
+			return nil, fmt.Errorf("list ids: %d %v", code, err)
+		}
+		var lr struct{ Resources []struct{ ID string } }
+		if err := json.Unmarshal(raw, &lr); err != nil {
+			return nil, err
+		}
+		if len(lr.Resources) == 0 {
+			break
+		}
+		for _, r := range lr.Resources {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids, nil
+}
+
+// swScan is the list scan the issue measured: name.familyName sw, 10 per page.
+func swScan(base string, clients, ops int) (stat, error) {
+	return load("list scan (sw, 10/page)", clients, ops, ok200, func(i int) (string, string, []byte) {
+		f := url.QueryEscape(fmt.Sprintf(`name.familyName sw "Family%d"`, i%100))
+		return "GET", base + "/Users?count=10&filter=" + f, nil
+	})
+}
+
+func benchServer(tb *benchTB, compare string) error {
 	const stored = 10000
 	bin := build(tb)
-	base := startServe(tb, bin)
-	floorURL := floor(tb)
+	dir := tb.TempDir()
+	srv, _ := startServe(tb, bin, dir, freeAddr())
+	base := srv.base
 	var rows []stat
 	seed := 0
 	for _, clients := range []int{1, 32} {
@@ -226,7 +301,7 @@ func benchServer(tb *benchTB) error {
 			n = stored - 1000
 		}
 		off := seed
-		s, err := load("create", clients, n, 201, func(i int) (string, string, []byte) {
+		s, err := load("create", clients, n, ok201, func(i int) (string, string, []byte) {
 			return "POST", base + "/Users", userJSON(off + i)
 		})
 		if err != nil {
@@ -235,60 +310,154 @@ func benchServer(tb *benchTB) error {
 		seed += n
 		rows = append(rows, s)
 	}
-	// ids for GETs
-	ids := make([]string, 0, 500)
-	{
-		req, _ := http.NewRequest("GET", base+"/Users?count=500&attributes=id", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		var lr struct{ Resources []struct{ ID string } }
-		_ = json.NewDecoder(resp.Body).Decode(&lr)
-		resp.Body.Close()
-		for _, r := range lr.Resources {
-			ids = append(ids, r.ID)
-		}
+	ids, err := userIDs(base, 1000)
+	if err != nil {
+		return err
 	}
 	for _, clients := range []int{1, 32} {
-		s, err := load("get", clients, 5000, 200, func(i int) (string, string, []byte) {
+		s, err := load("get", clients, 5000, ok200, func(i int) (string, string, []byte) {
 			return "GET", base + "/Users/" + ids[i%len(ids)], nil
 		})
 		if err != nil {
 			return err
 		}
 		rows = append(rows, s)
-		s, err = load("list userName eq", clients, 5000, 200, func(i int) (string, string, []byte) {
-			f := url.QueryEscape(fmt.Sprintf(`userName eq "user%05d@example.org"`, (i*7919)%stored))
+		s, err = load("list userName eq", clients, 5000, ok200, func(i int) (string, string, []byte) {
+			f := url.QueryEscape(fmt.Sprintf(`userName eq "user%06d@example.org"`, (i*7919)%stored))
 			return "GET", base + "/Users?filter=" + f, nil
 		})
 		if err != nil {
 			return err
 		}
 		rows = append(rows, s)
-		s, err = load("list scan (sw, 10/page)", clients, 500, 200, func(i int) (string, string, []byte) {
-			f := url.QueryEscape(fmt.Sprintf(`name.familyName sw "Family%d"`, i%100))
-			return "GET", base + "/Users?count=10&filter=" + f, nil
+		if s, err = swScan(base, clients, 2000); err != nil {
+			return err
+		}
+		rows = append(rows, s)
+		s, err = load("patch (replace title)", clients, 2000, ok200, func(i int) (string, string, []byte) {
+			body := fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"t%d-%d"}]}`, clients, i)
+			return "PATCH", base + "/Users/" + ids[i%len(ids)], []byte(body)
 		})
 		if err != nil {
 			return err
 		}
 		rows = append(rows, s)
 	}
-	floors := map[int]stat{}
-	for _, clients := range []int{1, 32} {
-		s, err := load("http floor", clients, 5000, 200, func(int) (string, string, []byte) { return "GET", floorURL, nil })
-		if err != nil {
-			return err
+
+	// one PATCH adding 10,000 members to a group, and GETs issued while it runs
+	group, err := bigGroupPatch(base, ids, stored)
+	if err != nil {
+		return err
+	}
+
+	var cmpRows []stat
+	if compare != "" {
+		old, _ := startServe(tb, compare, tb.TempDir(), freeAddr())
+		if err := fill(old.base, 0, stored); err != nil {
+			return fmt.Errorf("compare binary: %w", err)
 		}
-		floors[clients] = s
+		for _, clients := range []int{1, 32} {
+			s, err := swScan(old.base, clients, 500)
+			if err != nil {
+				return fmt.Errorf("compare binary: %w", err)
+			}
+			s.name = "list scan (sw), compared"
+			cmpRows = append(cmpRows, s)
+		}
+		old.stop()
 	}
-	fmt.Printf("scimsync serve on loopback, %d users stored (baseline: a bare net/http handler, same run)\n\n", stored)
-	fmt.Printf("%-26s %7s %7s %10s %9s %9s %12s\n", "operation", "clients", "ops", "ops/s", "p50", "p99", "vs floor")
-	for _, r := range append(rows, floors[1], floors[32]) {
-		fmt.Printf("%-26s %7d %7d %10.0f %9s %9s %11.2fx\n", r.name, r.clients, r.ops, r.rate(),
-			r.p(0.50).Round(time.Microsecond), r.p(0.99).Round(time.Microsecond), r.rate()/floors[r.clients].rate())
+
+	// 100,000 stored users: memory, and how long a restart takes
+	if err := fill(base, stored, 100000); err != nil {
+		return err
 	}
+	rssFull := srv.rss()
+	if _, err := swScan(base, 1, 20); err != nil {
+		return err
+	}
+	rssAfterScan := srv.rss()
+	srv.stop()
+	restarted, startup := startServe(tb, bin, dir, srv.addr)
+	rssRestart := restarted.rss()
+
+	baseline := rows[0].rate()
+	fmt.Printf("scimsync serve on loopback, %d users stored; ratios against this run's single-client create rate (%.0f/s)\n\n", stored, baseline)
+	fmt.Printf("%-28s %7s %7s %10s %10s %10s %9s\n", "operation", "clients", "ops", "ops/s", "p50", "p99", "vs base")
+	for _, r := range append(rows, cmpRows...) {
+		fmt.Printf("%-28s %7d %7d %10.0f %10s %10s %8.2fx\n", r.name, r.clients, r.ops, r.rate(),
+			r.p(0.50).Round(time.Microsecond), r.p(0.99).Round(time.Microsecond), r.rate()/baseline)
+	}
+	for _, c := range cmpRows {
+		for _, r := range rows {
+			if r.name == "list scan (sw, 10/page)" && r.clients == c.clients {
+				fmt.Printf("\nsw list scans at %d client(s): %.0f/s, the compared binary %.0f/s: %.1fx", c.clients, r.rate(), c.rate(), r.rate()/c.rate())
+			}
+		}
+	}
+	if len(cmpRows) > 0 {
+		fmt.Println()
+	}
+	fmt.Printf("\n%s\n", group)
+	fmt.Printf("\n100,000 users stored: RSS %.0f MiB after the creates, %.0f MiB after a scan; restart answered in %s with RSS %.0f MiB\n",
+		rssFull, rssAfterScan, startup.Round(time.Millisecond), rssRestart)
 	return nil
 }
+
+// bigGroupPatch adds 10,000 members to a new group in one PATCH while one client keeps
+// GETting a user, and reports both.
+func bigGroupPatch(base string, ids []string, stored int) (string, error) {
+	code, raw, err := callBody("POST", base+"/Groups", []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"big"}`))
+	if err != nil || code != 201 {
+		return "", fmt.Errorf("create group: %d %v", code, err)
+	}
+	var g struct{ ID string }
+	_ = json.Unmarshal(raw, &g)
+	all, err := userIDs(base, stored)
+	if err != nil {
+		return "", err
+	}
+	members := make([]map[string]string, 0, len(all))
+	for _, id := range all {
+		members = append(members, map[string]string{"value": id})
+	}
+	body, _ := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []any{map[string]any{"op": "add", "path": "members", "value": members}}})
+	idle, err := load("get while idle", 1, 300, ok200, func(i int) (string, string, []byte) { return "GET", base + "/Users/" + ids[i%len(ids)], nil })
+	if err != nil {
+		return "", err
+	}
+	done := make(chan struct{})
+	var during []time.Duration
+	go func() {
+		defer close(done)
+		for i := 0; i < 100000; i++ {
+			t0 := time.Now()
+			if _, err := call("GET", base+"/Users/"+ids[i%len(ids)], nil); err != nil {
+				return
+			}
+			during = append(during, time.Since(t0))
+			select {
+			case <-stopGets:
+				return
+			default:
+			}
+		}
+	}()
+	t0 := time.Now()
+	code, raw, err = callBody("PATCH", base+"/Groups/"+g.ID, body)
+	took := time.Since(t0)
+	stopGets <- struct{}{}
+	<-done
+	if err != nil || code != 204 {
+		return "", fmt.Errorf("big PATCH: %d %v %s", code, err, raw)
+	}
+	d := stat{lat: during, ops: len(during)}
+	if len(during) == 0 {
+		d.lat = []time.Duration{0}
+	}
+	return fmt.Sprintf("PATCH adding %d members to a group in one request: %s (%d KiB body); a GET meanwhile: p50 %s, p99 %s, max %s over %d GETs (idle: p50 %s, p99 %s)",
+		len(members), took.Round(time.Millisecond), len(body)>>10, d.p(0.5).Round(time.Microsecond), d.p(0.99).Round(time.Microsecond),
+		d.p(1).Round(time.Microsecond), len(during), idle.p(0.5).Round(time.Microsecond), idle.p(0.99).Round(time.Microsecond)), nil
+}
+
+var stopGets = make(chan struct{}, 1)

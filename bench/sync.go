@@ -43,17 +43,19 @@ func benchSync(tb *benchTB, args []string) error {
 	bin := build(tb)
 
 	// the target's raw create rate at the same concurrency, into a fresh server
-	raw := startServe(tb, bin)
+	rawSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
+	raw := rawSrv.base
 	rawN := max(*n/5, 1000)
 	fmt.Fprintf(os.Stderr, "bench sync: raw create rate, %d POSTs with %d clients\n", rawN, *conc)
-	rawStat, err := load("raw create", *conc, rawN, 201, func(i int) (string, string, []byte) {
+	rawStat, err := load("raw create", *conc, rawN, []int{201}, func(i int) (string, string, []byte) {
 		return "POST", raw + "/Users", userJSON(i)
 	})
 	if err != nil {
 		return fmt.Errorf("raw create baseline: %w", err)
 	}
 
-	base := startServe(tb, bin)
+	baseSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
+	base := baseSrv.base
 	dir := tb.TempDir()
 	cfg := filepath.Join(dir, "sync.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf(`ldap:

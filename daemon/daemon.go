@@ -204,6 +204,10 @@ func (d *Daemon) Start() error {
 			_ = st.Close()
 			return err
 		}
+		if err := d.scimSrv.RegisterMetrics(d.reg); err != nil {
+			_ = st.Close()
+			return err
+		}
 		d.scimSrv.Wrap(d.m.countServer)
 		if err := d.scimSrv.Start(); err != nil {
 			_ = st.Close()

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	fp "github.com/scim2/filter-parser/v2"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Matcher evaluates a parsed SCIM filter against resources. elimity parses and validates the
@@ -83,6 +86,9 @@ func (m Matcher) values(p fp.AttributePath, obj map[string]any, r *Meta, top, le
 			ext, _ := GetFold(obj, uri).(map[string]any)
 			obj = ext
 		}
+	}
+	if top && strings.EqualFold(name, "password") {
+		return nil // returned:never, so never filterable: a filter must not probe it
 	}
 	v := GetFold(obj, name)
 	if v == nil {
@@ -238,7 +244,7 @@ func compareOne(op fp.CompareOperator, stored, lit any, caseExact bool) bool {
 		}
 		a, b := sv, ls
 		if !caseExact {
-			a, b = strings.ToLower(a), strings.ToLower(b)
+			a, b = FoldKey(a), FoldKey(b)
 		}
 		switch op {
 		case fp.CO:
@@ -251,6 +257,25 @@ func compareOne(op fp.CompareOperator, stored, lit any, caseExact bool) bool {
 		return order(op, strings.Compare(a, b))
 	}
 	return false
+}
+
+// CompareOne applies a filter operator (not pr or ne, which are about sets of values) to one
+// stored value and a filter literal: the comparison semantics every evaluator of the built-in
+// server shares.
+func CompareOne(op fp.CompareOperator, stored, literal any, caseExact bool) bool {
+	return compareOne(op, stored, literal, caseExact)
+}
+
+// FoldKey is the form in which case-insensitive strings compare: Unicode canonical caseless
+// matching (NFC of the case fold of NFD), so "Ǻ", "Å" + U+0301 and "ǻ" are one name. ASCII,
+// the common case, is only lower-cased.
+func FoldKey(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return norm.NFC.String(cases.Fold().String(norm.NFD.String(s)))
+		}
+	}
+	return strings.ToLower(s)
 }
 
 func order(op fp.CompareOperator, c int) bool {

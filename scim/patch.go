@@ -1,7 +1,10 @@
 package scim
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"sort"
 	"strings"
 
 	scimerr "github.com/elimity-com/scim/errors"
@@ -40,30 +43,57 @@ func InvalidValue(format string, args ...any) error {
 	return scimerr.ScimError{ScimType: scimerr.ScimTypeInvalidValue, Status: 400, Detail: fmt.Sprintf(format, args...)}
 }
 
+// NoTarget is the 400 noTarget error: a path that selects nothing an operation can act on.
+func NoTarget(format string, args ...any) error {
+	return scimerr.ScimError{ScimType: scimerr.ScimTypeNoTarget, Status: 400, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Mutability is the 400 mutability error: the operation would change a read-only attribute or
+// unassign a required one.
+func Mutability(format string, args ...any) error {
+	return scimerr.ScimError{ScimType: scimerr.ScimTypeMutability, Status: 400, Detail: fmt.Sprintf(format, args...)}
+}
+
 // Apply runs ops on attrs in place. Callers pass a deep copy: a failing op leaves the stored
-// resource untouched.
+// resource untouched. Every operation costs time linear in the size of the attribute it
+// touches plus the size of its value.
 func (p Patcher) Apply(attrs map[string]any, ops []Operation) error {
 	for i, op := range ops {
 		kind := strings.ToLower(op.Op)
+		switch kind {
+		case OpAdd, OpRemove, OpReplace:
+		default:
+			return InvalidValue("operation %d: unknown op %q (want add, remove or replace)", i, op.Op)
+		}
 		if op.Path != nil {
 			if err := p.applyPath(attrs, kind, *op.Path, op.Value); err != nil {
-				return err
+				return opError(i, err)
 			}
 			continue
+		}
+		if kind == OpRemove {
+			// RFC 7644 §3.5.2.2: remove without a path fails with noTarget
+			return NoTarget("operation %d: remove needs a path", i)
 		}
 		obj, ok := op.Value.(map[string]any)
 		if !ok {
 			return InvalidValue("operation %d: without a path the value must be an object", i)
 		}
-		for key, v := range obj {
+		for _, key := range sortedKeys(obj) {
+			v := obj[key]
 			if sub, isObj := v.(map[string]any); isObj && p.Index.IsExtension(key) {
 				// a whole extension object: {"urn:…:enterprise:2.0:User": {"department": "x"}}
-				for sk, sv := range sub {
-					path := fp.Path{AttributePath: fp.AttributePath{URIPrefix: &key, AttributeName: sk}}
-					if err := p.applyPath(attrs, kind, path, sv); err != nil {
-						return err
+				for _, sk := range sortedKeys(sub) {
+					uri := key
+					path := fp.Path{AttributePath: fp.AttributePath{URIPrefix: &uri, AttributeName: sk}}
+					if err := p.applyPath(attrs, kind, path, sub[sk]); err != nil {
+						return opError(i, err)
 					}
 				}
+				continue
+			}
+			if strings.EqualFold(key, "schemas") || strings.EqualFold(key, "id") || strings.EqualFold(key, "meta") {
+				// Okta echoes id and schemas in no-path values; they are not attributes to set
 				continue
 			}
 			path, err := fp.ParsePath([]byte(key))
@@ -71,11 +101,29 @@ func (p Patcher) Apply(attrs map[string]any, ops []Operation) error {
 				return InvalidPath("operation %d: path %q: %v", i, key, err)
 			}
 			if err := p.applyPath(attrs, kind, path, v); err != nil {
-				return err
+				return opError(i, err)
 			}
 		}
 	}
 	return nil
+}
+
+// opError prefixes a SCIM error's detail with the operation's index, keeping its type.
+func opError(i int, err error) error {
+	if se, ok := err.(scimerr.ScimError); ok {
+		se.Detail = fmt.Sprintf("operation %d: %s", i, se.Detail)
+		return se
+	}
+	return err
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value any) error {
@@ -84,9 +132,8 @@ func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 	if !ok {
 		return InvalidPath("unknown attribute %q", pathString(path))
 	}
-	if info.Name == "id" || info.Name == "meta" || info.Name == "groups" {
-		return scimerr.ScimError{ScimType: scimerr.ScimTypeMutability, Status: 400,
-			Detail: fmt.Sprintf("attribute %q is read-only", info.Name)}
+	if info.Name == "id" || info.Name == "meta" || info.Mutability == "readOnly" {
+		return Mutability("attribute %q is read-only", info.Name)
 	}
 	container := attrs
 	if ext != "" {
@@ -102,6 +149,9 @@ func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 	}
 	subName := ap.SubAttributeName()
 	if path.SubAttribute != nil {
+		if subName != "" {
+			return InvalidPath("path %q names two sub-attributes", pathString(path))
+		}
 		subName = *path.SubAttribute
 	}
 	if subName != "" {
@@ -109,9 +159,16 @@ func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 		if !ok {
 			return InvalidPath("unknown sub-attribute %q of %q", subName, info.Name)
 		}
+		if si.Mutability == "readOnly" {
+			return Mutability("attribute %q.%q is read-only", info.Name, si.Name)
+		}
+		if op == OpRemove && si.Required && path.ValueExpression == nil && !info.Multi {
+			return Mutability("attribute %q.%q is required", info.Name, si.Name)
+		}
 		subName = si.Name
 	}
 	name := info.Name
+	value = shapeValue(info, subName, value)
 	if path.ValueExpression != nil {
 		return p.applyFiltered(container, op, name, info, path.ValueExpression, subName, value)
 	}
@@ -120,17 +177,16 @@ func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 	}
 	switch op {
 	case OpRemove:
+		if info.Required {
+			// RFC 7644 §3.5.2.2: unassigning a required attribute is a mutability error
+			return Mutability("attribute %q is required and cannot be removed", name)
+		}
 		if list, isList := value.([]any); isList && info.Multi && len(list) > 0 {
-			// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes those members only
-			drop := map[string]bool{}
-			for _, v := range list {
-				if mm, ok := v.(map[string]any); ok {
-					if id, ok := mm["value"].(string); ok {
-						drop[id] = true
-					}
-				}
+			// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]} removes those values only
+			container[name] = withoutValues(container[name], list)
+			if len(AsList(container[name])) == 0 {
+				delete(container, name)
 			}
-			container[name] = WithoutMembers(container[name], drop)
 			return nil
 		}
 		delete(container, name)
@@ -146,89 +202,157 @@ func (p Patcher) applyPath(attrs map[string]any, op string, path fp.Path, value 
 	case OpReplace:
 		switch {
 		case info.Multi:
-			container[name] = AsList(value)
+			container[name] = uniqueList(AsList(value))
 		case info.Subs != nil:
 			container[name] = mergeObject(container[name], value)
 		default:
 			container[name] = value
 		}
-	default:
-		return InvalidValue("unknown operation %q", op)
 	}
 	return nil
+}
+
+// shapeValue accepts the shapes IdPs send for a complex singular attribute that has a "value"
+// sub-attribute: Entra sends the enterprise manager as a plain id string
+// ({"op":"add","path":"urn:…:enterprise:2.0:User:manager","value":"<id>"}), RFC 7643 defines
+// it as {"value": "<id>", …}.
+func shapeValue(info Attribute, sub string, value any) any {
+	if sub != "" || info.Multi || info.Subs == nil {
+		return value
+	}
+	if _, hasValue := info.Subs["value"]; !hasValue {
+		return value
+	}
+	if s, ok := value.(string); ok {
+		return map[string]any{"value": s}
+	}
+	return value
+}
+
+// ShapeAttributes rewrites, in a POST or PUT body, the same shapes shapeValue accepts in PATCH:
+// a plain string where a complex attribute with a "value" sub-attribute is defined.
+func (idx Index) ShapeAttributes(attrs map[string]any) {
+	for key, v := range attrs {
+		if idx.IsExtension(key) {
+			ext, _ := v.(map[string]any)
+			for sk, sv := range ext {
+				if _, info, ok := idx.Lookup(key, sk); ok {
+					ext[sk] = shapeValue(info, "", sv)
+				}
+			}
+			continue
+		}
+		if _, info, ok := idx.Lookup("", key); ok {
+			attrs[key] = shapeValue(info, "", v)
+		}
+	}
 }
 
 func applySub(container map[string]any, op, name string, info Attribute, sub string, value any) error {
 	if info.Multi {
 		// emails.value without a filter targets every element
-		for _, el := range AsList(container[name]) {
+		list := AsList(container[name])
+		if len(list) == 0 && op != OpRemove {
+			// the target does not exist: add and replace both add it (RFC 7644 §3.5.2.1, .3)
+			container[name] = []any{map[string]any{sub: value}}
+			return nil
+		}
+		for i, el := range list {
 			if mm, ok := el.(map[string]any); ok {
+				mm = maps.Clone(mm)
 				if op == OpRemove {
 					delete(mm, sub)
 				} else {
 					mm[sub] = value
 				}
+				list[i] = mm
 			}
 		}
+		container[name] = list
 		return nil
 	}
 	obj, _ := container[name].(map[string]any)
 	if op == OpRemove {
 		if obj != nil {
+			obj = maps.Clone(obj)
 			delete(obj, sub)
 			if len(obj) == 0 {
 				delete(container, name)
+			} else {
+				container[name] = obj
 			}
 		}
 		return nil
 	}
+	obj = maps.Clone(obj)
 	if obj == nil {
 		obj = map[string]any{}
-		container[name] = obj
 	}
 	obj[sub] = value
+	container[name] = obj
 	return nil
 }
 
+// applyFiltered applies op to the elements of a multi-valued attribute that a value filter
+// selects (RFC 7644 §3.5.2.1–3):
+//   - replace: every match is replaced (or its sub-attribute set); no match is 400 noTarget, a
+//     MUST of §3.5.2.3;
+//   - add: matches get the value; with no match, an element is created from the filter's
+//     equalities (`emails[type eq "work"].value` on a user without a work email), which is
+//     how IdPs add a typed value and what §3.5.2.1 "the target location does not exist, the
+//     attribute and value are added" asks; a filter that cannot describe an element is noTarget;
+//   - remove: matches are removed (or their sub-attribute); no match changes nothing, as
+//     §3.5.2.2 defines no error for it and IdPs retry removals.
 func (p Patcher) applyFiltered(container map[string]any, op, name string, info Attribute, filter fp.Expression, sub string, value any) error {
 	if !info.Multi {
 		return InvalidPath("attribute %q is not multi-valued; a value filter does not apply", name)
 	}
 	m := Matcher(p)
 	list := AsList(container[name])
-	var matched []int
+	matched := make([]bool, len(list))
+	n := 0
 	for i, el := range list {
 		if mm, ok := el.(map[string]any); ok && m.eval(filter, mm, nil, false) {
-			matched = append(matched, i)
+			matched[i] = true
+			n++
 		}
 	}
 	if op == OpRemove {
 		if sub == "" {
-			keep := list[:0:0]
+			keep := make([]any, 0, len(list)-n)
 			for i, el := range list {
-				if !contains(matched, i) {
+				if !matched[i] {
 					keep = append(keep, el)
 				}
 			}
-			container[name] = keep
+			if len(keep) == 0 {
+				delete(container, name)
+			} else {
+				container[name] = keep
+			}
 			return nil
 		}
-		for _, i := range matched {
-			delete(list[i].(map[string]any), sub)
+		for i := range list {
+			if matched[i] {
+				mm := maps.Clone(list[i].(map[string]any))
+				delete(mm, sub)
+				list[i] = mm
+			}
 		}
+		container[name] = list
 		return nil
 	}
-	// elimity wraps a single value in a slice when the path has a value filter; unwrap it
+	// a single value for a filtered path may arrive wrapped in a one-element list
 	if l, ok := value.([]any); ok && len(l) == 1 {
 		value = l[0]
 	}
-	if len(matched) == 0 {
-		// `replace emails[type eq "work"].value` on a user without a work email: IdPs expect the
-		// element to be created from the filter's equalities, as Entra and Okta both rely on.
+	if n == 0 {
+		if op == OpReplace {
+			return NoTarget("no %s value matches the filter of %s", name, name)
+		}
 		seed, ok := equalities(filter)
 		if !ok {
-			return scimerr.ScimError{ScimType: scimerr.ScimTypeNoTarget, Status: 400,
-				Detail: fmt.Sprintf("no %s element matches the filter", name)}
+			return NoTarget("no %s value matches the filter, and the filter does not describe a new one (use eq and and)", name)
 		}
 		el := map[string]any(seed)
 		if sub != "" {
@@ -237,20 +361,29 @@ func (p Patcher) applyFiltered(container map[string]any, op, name string, info A
 			for k, v := range mm {
 				el[k] = v
 			}
+		} else {
+			return InvalidValue("the value for %s[…] must be an object", name)
 		}
 		container[name] = append(list, el)
 		return nil
 	}
-	for _, i := range matched {
+	for i := range list {
+		if !matched[i] {
+			continue
+		}
 		switch {
 		case sub != "":
-			list[i].(map[string]any)[sub] = value
+			mm := maps.Clone(list[i].(map[string]any))
+			mm[sub] = value
+			list[i] = mm
 		case op == OpAdd:
 			list[i] = mergeObject(list[i], value)
 		default:
-			if mm, ok := value.(map[string]any); ok {
-				list[i] = mm
+			mm, ok := value.(map[string]any)
+			if !ok {
+				return InvalidValue("the value for %s[…] must be an object", name)
 			}
+			list[i] = mm
 		}
 	}
 	container[name] = list
@@ -282,15 +415,6 @@ func equalities(e fp.Expression) (map[string]any, bool) {
 	return nil, false
 }
 
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
 // AsList returns a multi-valued attribute's elements as a fresh slice; a single value becomes
 // one element.
 func AsList(v any) []any {
@@ -303,34 +427,67 @@ func AsList(v any) []any {
 	return []any{v}
 }
 
+// elementKey identifies an element of a multi-valued attribute for duplicate detection: by
+// "value" and "type" for complex elements that have a value (members, emails), otherwise by
+// its JSON encoding.
+func elementKey(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		if val, has := m["value"]; has && val != nil {
+			return "v\x00" + fmt.Sprint(val) + "\x00" + fmt.Sprint(m["type"])
+		}
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("x\x00%v", v)
+	}
+	return "j\x00" + string(raw)
+}
+
+// appendUnique adds the elements of add that list lacks, in linear time: RFC 7644 §3.5.2.1
+// asks that adding a value already present changes nothing.
 func appendUnique(list, add []any) []any {
+	seen := make(map[string]struct{}, len(list)+len(add))
+	for _, l := range list {
+		seen[elementKey(l)] = struct{}{}
+	}
 	for _, a := range add {
-		dup := false
-		for _, l := range list {
-			if sameElement(l, a) {
-				dup = true
-				break
-			}
+		k := elementKey(a)
+		if _, dup := seen[k]; dup {
+			continue
 		}
-		if !dup {
-			list = append(list, a)
-		}
+		seen[k] = struct{}{}
+		list = append(list, a)
 	}
 	return list
 }
 
-// sameElement compares elements of a multi-valued attribute by their "value" (members, emails)
-// or, for plain values, by equality.
-func sameElement(a, b any) bool {
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if aok && bok {
-		av, bv := am["value"], bm["value"]
-		if av != nil || bv != nil {
-			return fmt.Sprint(av) == fmt.Sprint(bv) && fmt.Sprint(am["type"]) == fmt.Sprint(bm["type"])
+func uniqueList(list []any) []any { return appendUnique(nil, list) }
+
+// withoutValues drops the elements of list matching any of drop by elementKey, or by "value"
+// alone when a drop element carries only a value (Entra's member removal sends {"value": id}).
+func withoutValues(v any, drop []any) []any {
+	byKey := map[string]bool{}
+	byValue := map[string]bool{}
+	for _, d := range drop {
+		byKey[elementKey(d)] = true
+		if m, ok := d.(map[string]any); ok {
+			if val, has := m["value"]; has && val != nil && m["type"] == nil {
+				byValue[fmt.Sprint(val)] = true
+			}
 		}
 	}
-	return JSONEqual(a, b)
+	list := AsList(v)
+	out := make([]any, 0, len(list))
+	for _, el := range list {
+		if byKey[elementKey(el)] {
+			continue
+		}
+		if m, ok := el.(map[string]any); ok && m["value"] != nil && byValue[fmt.Sprint(m["value"])] {
+			continue
+		}
+		out = append(out, el)
+	}
+	return out
 }
 
 func mergeObject(cur, value any) any {

@@ -82,11 +82,14 @@ func ScimsyncExtension() schema.Schema {
 // Attribute is what the model needs to know about one attribute: its canonical name, shape and
 // comparison rules.
 type Attribute struct {
-	Name      string
-	Type      string // string, boolean, dateTime, complex, …
-	Multi     bool
-	CaseExact bool
-	Subs      map[string]Attribute // lower-cased sub-attribute name -> info
+	Name       string
+	Type       string // string, boolean, dateTime, complex, …
+	Multi      bool
+	CaseExact  bool
+	Required   bool
+	Mutability string               // readWrite, readOnly, immutable, writeOnly
+	Returned   string               // always, default, request, never
+	Subs       map[string]Attribute // lower-cased sub-attribute name -> info
 }
 
 // Index maps lower-cased attribute names to their info, per schema URN ("" = core).
@@ -105,7 +108,8 @@ func NewIndex(core schema.Schema, exts ...schema.Schema) Index {
 func indexAttributes(attrs schema.Attributes) map[string]Attribute {
 	out := make(map[string]Attribute, len(attrs))
 	for _, a := range attrs {
-		info := Attribute{Name: a.Name(), Type: a.AttributeType(), Multi: a.MultiValued(), CaseExact: a.CaseExact()}
+		info := Attribute{Name: a.Name(), Type: a.AttributeType(), Multi: a.MultiValued(), CaseExact: a.CaseExact(),
+			Required: a.Required(), Mutability: a.Mutability(), Returned: a.Returned()}
 		if a.HasSubAttributes() {
 			info.Subs = indexAttributes(a.SubAttributes())
 		}

@@ -1,20 +1,22 @@
+// Package scimserver is scimsync's SCIM 2.0 service provider (RFC 7643/7644), the endpoint
+// identity providers such as Okta and Entra ID provision users and groups into. It uses the
+// elimity library for the schema definitions and their type validation; routing, filtering,
+// PATCH, storage and responses are its own, so that every request is bounded before it is
+// parsed and every answer follows the RFC (see README "SCIM server").
 package scimserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
+	"os"
 	"time"
 
-	elimity "github.com/elimity-com/scim"
-	scimerr "github.com/elimity-com/scim/errors"
-	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/scimsync/scimsync/config"
@@ -22,85 +24,36 @@ import (
 	"github.com/scimsync/scimsync/state"
 )
 
-// ServerConfig is the `server:` section: the SCIM endpoint identity providers provision into.
-type ServerConfig struct {
-	Listen       string        `yaml:"listen"`
-	BaseURL      string        `yaml:"base_url"` // public URL of /scim/v2, for meta.location behind a proxy
-	Tokens       []TokenConfig `yaml:"tokens"`
-	TLSCertFile  string        `yaml:"tls_cert_file"`
-	TLSKeyFile   string        `yaml:"tls_key_file"`
-	MaxResults   int           `yaml:"max_results"`    // page size cap for list requests
-	MaxBodyBytes int64         `yaml:"max_body_bytes"` // larger request bodies get 413
-}
-
-// TokenConfig is one named bearer token, so logs say which IdP did what.
-type TokenConfig struct {
-	Name      string        `yaml:"name"`
-	Token     config.Secret `yaml:"token"`
-	TokenFile string        `yaml:"token_file"`
-}
-
-// DefaultServerConfig is the server section's defaults.
-func DefaultServerConfig() ServerConfig {
-	return ServerConfig{Listen: "127.0.0.1:8443", MaxResults: 200, MaxBodyBytes: 1 << 20}
-}
-
-// Validate reports every problem in the section, with key paths relative to it.
-func (c ServerConfig) Validate() config.Problems {
-	var ps config.Problems
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		ps.Add("listen", "want host:port, got %q", c.Listen)
-	}
-	if len(c.Tokens) == 0 {
-		ps.Add("tokens", "at least one bearer token is required; the server never runs unauthenticated")
-	}
-	names := map[string]bool{}
-	for i, t := range c.Tokens {
-		p := fmt.Sprintf("tokens[%d]", i)
-		if t.Name == "" {
-			ps.Add(p+".name", "every token needs a name (it is what the logs show)")
-		} else if names[t.Name] {
-			ps.Add(p+".name", "duplicate token name %q", t.Name)
-		}
-		names[t.Name] = true
-		if t.Token.IsZero() && t.TokenFile == "" {
-			ps.Add(p+".token", "set token or token_file")
-		}
-		if !t.Token.IsZero() && t.TokenFile != "" {
-			ps.Add(p+".token_file", "set token or token_file, not both")
-		}
-	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		ps.Add("tls_cert_file", "tls_cert_file and tls_key_file go together")
-	}
-	if c.MaxResults < 1 {
-		ps.Add("max_results", "must be at least 1")
-	}
-	if c.MaxBodyBytes < 1024 {
-		ps.Add("max_body_bytes", "must be at least 1024")
-	}
-	if c.BaseURL != "" && !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
-		ps.Add("base_url", "must be an absolute http(s) URL")
-	}
-	return ps
-}
-
 type namedToken struct {
 	name  string
 	value []byte
 }
 
-// Server is scimsync's SCIM 2.0 service provider: elimity routes and validates, and this type
-// stores, filters, patches and fills the gaps the pinned elimity commit leaves.
+// resourceType is one of the two resource types the server serves.
+type resourceType struct {
+	kind       state.Kind
+	name       string // User, Group
+	endpoint   string // /Users, /Groups
+	desc       string
+	core       schema.Schema
+	extensions []schema.Schema
+}
+
+// Server is scimsync's SCIM 2.0 service provider.
 type Server struct {
-	cfg     ServerConfig
-	log     *zap.Logger
-	store   *store
-	tokens  []namedToken
-	users   elimity.ResourceType
-	groups  elimity.ResourceType
-	idx     map[state.Kind]scim.Index
-	handler http.Handler
+	cfg       ServerConfig
+	log       *zap.Logger
+	store     *store
+	tokens    []namedToken
+	types     map[state.Kind]resourceType
+	idx       map[state.Kind]scim.Index
+	base      string // public URL of /scim/v2, never taken from a request
+	passwords *passwords
+	metrics   *metrics
+	authLog   *authLogger
+	slowScans chan struct{} // filters the fast path cannot answer decode every resource: one at a time
+	bigBodies chan struct{} // bodies over max_body_bytes (large groups) are read one at a time
+	handler   http.Handler
 
 	httpSrv  *http.Server
 	listener net.Listener
@@ -113,7 +66,10 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	if err := cfg.Validate().Err(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log.Named("scim-server")}
+	s := &Server{cfg: cfg, log: log.Named("scim-server"), metrics: newMetrics(),
+		slowScans: make(chan struct{}, 1), bigBodies: make(chan struct{}, 1)}
+	s.authLog = newAuthLogger(s.log, time.Now)
+	s.passwords = &passwords{mode: cfg.Password, log: s.log}
 	for _, t := range cfg.Tokens {
 		sec, err := config.ResolveSecret(t.Token, t.TokenFile)
 		if err != nil {
@@ -121,45 +77,62 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 		}
 		s.tokens = append(s.tokens, namedToken{name: t.Name, value: []byte(sec.Reveal())})
 	}
-	var err error
-	if s.store, err = newStore(st, time.Now); err != nil {
-		return nil, err
-	}
-	// Entra sends booleans as strings ("False"); elimity accepts them only with this switch,
-	// which is a package-level setting of the library.
+	// Entra sends booleans as strings ("False"); elimity's validation accepts them only with
+	// this switch, a package-level setting of the library.
 	schema.SetAllowStringValues(true)
-
 	us, gs := scim.UserResourceSchema(), scim.GroupResourceSchema()
 	enterprise, own := schema.ExtensionEnterpriseUser(), scim.ScimsyncExtension()
+	s.types = map[state.Kind]resourceType{
+		state.KindUser: {kind: state.KindUser, name: "User", endpoint: "/Users", desc: "User Account", core: us,
+			extensions: []schema.Schema{enterprise, own}},
+		state.KindGroup: {kind: state.KindGroup, name: "Group", endpoint: "/Groups", desc: "Group", core: gs},
+	}
 	s.idx = map[state.Kind]scim.Index{
 		state.KindUser:  scim.NewIndex(us, enterprise, own),
 		state.KindGroup: scim.NewIndex(gs),
 	}
-	s.users = elimity.ResourceType{ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
-		Description: optional.NewString("User Account"), Schema: us,
-		SchemaExtensions: []elimity.SchemaExtension{{Schema: enterprise}, {Schema: own}},
-		Handler:          &handler{srv: s, kind: state.KindUser}}
-	s.groups = elimity.ResourceType{ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",
-		Description: optional.NewString("Group"), Schema: gs,
-		Handler: &handler{srv: s, kind: state.KindGroup}}
-	lib, err := elimity.NewServer(&elimity.ServerArgs{
-		ServiceProviderConfig: &elimity.ServiceProviderConfig{
-			DocumentationURI: optional.NewString("https://github.com/scimsync/scimsync#scim-server"),
-			AuthenticationSchemes: []elimity.AuthenticationScheme{{Type: elimity.AuthenticationTypeOauthBearerToken,
-				Name: "OAuth Bearer Token", Description: "Bearer token from the server.tokens config section", Primary: true}},
-			MaxResults:       cfg.MaxResults,
-			SupportFiltering: true,
-			SupportPatch:     true,
-		},
-		ResourceTypes: []elimity.ResourceType{s.users, s.groups},
-	}, elimity.WithLogger(libLogger{s.log}))
-	if err != nil {
-		return nil, fmt.Errorf("scim: build server: %w", err)
+	s.base = cfg.BaseURL
+	if s.base == "" {
+		s.base = baseFromListen(cfg.Listen, cfg.TLSCertFile != "", os.Hostname)
 	}
+	s.base = trimSlash(s.base)
+	var err error
+	start := time.Now()
+	s.store, err = newStore(st, time.Now, storeLimits{maxResources: cfg.MaxResources,
+		maxPerToken: cfg.MaxResourcesPerToken, maxGroupMembers: cfg.MaxGroupMembers})
+	if err != nil {
+		return nil, err
+	}
+	// everything is in memory now; the file's pages need not stay in this process's RSS
+	if err := st.ReleaseMappedPages(); err != nil {
+		s.log.Warn("could not release the state file's pages", zap.Error(err))
+	}
+	s.log.Info("store loaded", zap.Int("users", s.store.count(state.KindUser)),
+		zap.Int("groups", s.store.count(state.KindGroup)), zap.Duration("took", time.Since(start)))
 	mux := http.NewServeMux()
-	mux.Handle("/scim/v2/", s.authenticate(s.limitBody(s.fixResponse(normalizeFilter(http.StripPrefix("/scim", lib))))))
+	mux.Handle("/scim/v2/", s.authenticate(http.HandlerFunc(s.serveSCIM)))
+	mux.Handle("/scim/v2", s.authenticate(http.HandlerFunc(s.serveSCIM)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { notFound(w, "endpoint (the SCIM API is under /scim/v2)") })
 	s.handler = mux
 	return s, nil
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// RegisterMetrics registers the server's metrics (failed authentications, refusals by limit,
+// group-commit batches) on reg.
+func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range s.metrics.collectors() {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("scim: register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Wrap puts middleware (metrics, access logs) around the server's handler; call before Start.
@@ -168,6 +141,9 @@ func (s *Server) Wrap(mw func(http.Handler) http.Handler) { s.handler = mw(s.han
 // Handler serves /scim/v2/; for embedding in another listener (the daemon's).
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// BaseURL is the public URL of /scim/v2 that meta.location and Location are built from.
+func (s *Server) BaseURL() string { return s.base }
+
 // Start listens on cfg.Listen and serves until Stop.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
@@ -175,7 +151,16 @@ func (s *Server) Start() error {
 		return fmt.Errorf("scim: listen %s: %w", s.cfg.Listen, err)
 	}
 	s.listener = ln
-	s.httpSrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.cfg.BaseURL == "" {
+		// port 0 becomes a real port only now
+		s.base = trimSlash(baseFromListen(ln.Addr().String(), s.cfg.TLSCertFile != "", os.Hostname))
+		if host, _, _ := net.SplitHostPort(s.cfg.Listen); host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+			s.log.Warn("server.base_url is unset and the server listens on every address; set it to the URL identity providers use",
+				zap.String("assumed", s.base))
+		}
+	}
+	s.httpSrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
 	s.done = make(chan error, 1)
 	go func() {
 		var err error
@@ -190,7 +175,8 @@ func (s *Server) Start() error {
 		}
 		s.done <- err
 	}()
-	s.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", s.cfg.TLSCertFile != ""))
+	s.log.Info("listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", s.cfg.TLSCertFile != ""),
+		zap.String("base_url", s.base))
 	return nil
 }
 
@@ -207,87 +193,4 @@ func (s *Server) Stop(ctx context.Context) error {
 		err = serveErr
 	}
 	return err
-}
-
-type ctxKey int
-
-const callerKey ctxKey = 0
-
-func caller(r *http.Request) string {
-	if name, ok := r.Context().Value(callerKey).(string); ok {
-		return name
-	}
-	return "unknown"
-}
-
-func writeError(w http.ResponseWriter, status int, scimType, detail string) {
-	w.Header().Set("Content-Type", "application/scim+json")
-	w.WriteHeader(status)
-	body := fmt.Sprintf(`{"schemas":[%q],"status":"%d","detail":%q`, scim.ErrorSchema, status, detail)
-	if scimType != "" {
-		body += fmt.Sprintf(`,"scimType":%q`, scimType)
-	}
-	_, _ = w.Write([]byte(body + "}"))
-}
-
-// authenticate checks the bearer token against every configured token in constant time and
-// remembers which one matched. A failure reveals nothing but the scheme.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		var given []byte
-		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			given = []byte(strings.TrimSpace(h[7:]))
-		}
-		match := -1
-		for i, t := range s.tokens {
-			if subtle.ConstantTimeCompare(given, t.value) == 1 && match < 0 {
-				match = i
-			}
-		}
-		if match < 0 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="scimsync"`)
-			writeError(w, http.StatusUnauthorized, "", "authentication required")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey, s.tokens[match].name)))
-	})
-}
-
-// limitBody answers 413 for bodies over the limit; elimity itself reads without a bound.
-func (s *Server) limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := s.cfg.MaxBodyBytes
-		if r.ContentLength > limit {
-			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body over %d bytes", limit))
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		body, err := readAll(r)
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body over %d bytes", limit))
-				return
-			}
-			writeError(w, http.StatusBadRequest, string(scimerr.ScimTypeInvalidSyntax), "could not read the request body")
-			return
-		}
-		r.Body = body
-		next.ServeHTTP(w, r)
-	})
-}
-
-// libLogger adapts zap to elimity's Logger, which calls Error("msg", k, v, …).
-type libLogger struct{ l *zap.Logger }
-
-func (l libLogger) Error(args ...any) {
-	if len(args) == 0 {
-		return
-	}
-	msg, ok := args[0].(string)
-	if !ok {
-		msg = fmt.Sprint(args[0])
-	}
-	l.l.WithOptions(zap.AddCallerSkip(1)).Sugar().Errorw(msg, args[1:]...)
 }

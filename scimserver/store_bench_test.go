@@ -1,7 +1,7 @@
 package scimserver
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -21,18 +21,18 @@ func BenchmarkStoreLoad(b *testing.B) {
 			defer st.Close()
 			var writes []state.ResourceWrite
 			for i := 0; i < n; i++ {
-				r := &resource{ID: newID(), Seq: uint64(i + 1), Version: 1,
-					Attrs: map[string]any{"userName": fmt.Sprintf("u%d", i), "externalId": fmt.Sprintf("e%d", i)}}
-				raw, _ := json.Marshal(r)
-				writes = append(writes, state.ResourceWrite{Kind: state.KindUser, ID: r.ID, Data: raw})
+				r := &record{id: newID(), seq: uint64(i + 1), version: 1,
+					attrs: []byte(fmt.Sprintf(`{"userName":"u%d","externalId":"e%d","name":{"givenName":"G","familyName":"F%d"}}`, i, i, i))}
+				raw, _ := r.encode()
+				writes = append(writes, state.ResourceWrite{Kind: state.KindUser, ID: r.id, Data: raw})
 			}
-			if err := st.WriteResources(writes...); err != nil {
+			if err := st.CommitResources(context.Background(), writes...); err != nil {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				s, err := newStore(st, time.Now)
-				if err != nil || len(s.users.order) != n {
+				s, err := newStore(st, time.Now, storeLimits{maxResources: 1 << 30, maxPerToken: 1 << 30, maxGroupMembers: 1 << 30})
+				if err != nil || len(s.userOrder) != n {
 					b.Fatal(err)
 				}
 			}

@@ -1,7 +1,7 @@
 // Package state is scimsync's persistent memory, kept in one bbolt file. Nothing else in the
 // project imports bbolt.
 //
-// Layout (schema version 3); every value is JSON, copied out of its transaction:
+// Layout (schema version 4); every value is JSON, copied out of its transaction:
 //
 //	meta                "schema_version" -> decimal string
 //	links               externalId -> Link        users the sync created or adopted on the target
@@ -19,8 +19,9 @@
 //	changes             be64(run id) be64(seq) -> Change   per-run change log (old -> new)
 //	changes_by_user     ukey(externalId) be64(run id) be64(seq) -> ""   per-user index of changes (v3)
 //	user_names          ukey(lower(userName)) externalId -> ""          names leading to users (v3)
-//	scim_users          id -> resource JSON           the built-in SCIM server's users
-//	scim_groups         id -> resource JSON           … and groups
+//	scim_users          id -> resource JSON           the built-in SCIM server's users (never a
+//	                                                  password: at most a salted argon2id hash) (v4)
+//	scim_groups         id -> resource JSON           … and groups, members inline
 //
 // Runs, their changes and the index are pruned together (Prune, state.history_retention).
 package state
@@ -39,7 +40,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Files from a newer build are refused.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bucketMeta      = []byte("meta")
@@ -70,9 +71,10 @@ type Options struct {
 
 // Store is an open state file. It is safe for concurrent use.
 type Store struct {
-	db   *bolt.DB // nil for a read-only view of a missing file
-	path string
-	ro   bool
+	db      *bolt.DB // nil for a read-only view of a missing file
+	path    string
+	ro      bool
+	commits *committer // group commit of SCIM server resources; nil when read-only
 }
 
 // Open opens (creating when writable) the state file at path and migrates it.
@@ -101,6 +103,9 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly {
+		s.commits = newCommitter(db)
+	}
 	return s, nil
 }
 
@@ -111,6 +116,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
+	}
+	if s.commits != nil {
+		s.commits.close()
 	}
 	return s.db.Close()
 }
@@ -133,6 +141,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	migrateLinkIndexes,
 	// 2 -> 3: index the change log by user, for `scimsync history USER`.
 	migrateIndexChanges,
+	// 3 -> 4: the SCIM server stored a POSTed password in plain text; drop it. (RFC 7643
+	// defines password returned:never; scimsync now discards it or keeps only a hash.)
+	dropStoredPasswords,
 }
 
 func (s *Store) checkSchema() error {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -144,9 +145,9 @@ func TestOverridesCaseInsensitive(t *testing.T) {
 	}
 }
 
-func TestWriteResourcesAtomic(t *testing.T) {
+func TestCommitResourcesAtomic(t *testing.T) {
 	s, _ := openTemp(t)
-	err := s.WriteResources(ResourceWrite{Kind: KindUser, ID: "1", Data: []byte(`{}`)}, ResourceWrite{Kind: "nope", ID: "x", Data: []byte(`{}`)})
+	err := s.CommitResources(context.Background(), ResourceWrite{Kind: KindUser, ID: "1", Data: []byte(`{}`)}, ResourceWrite{Kind: "nope", ID: "x", Data: []byte(`{}`)})
 	if err == nil {
 		t.Fatal("write to unknown kind succeeded")
 	}

@@ -211,8 +211,8 @@ log:
 	if gl["totalResults"].(float64) != 1 {
 		t.Fatalf("group lookup: %v", gl)
 	}
-	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": bob}, map[string]any{"value": jane}}}), 200)
-	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Remove", "path": "members", "value": []any{map[string]any{"value": jane}}}), 200)
+	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": bob}, map[string]any{"value": jane}}}), 204)
+	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Remove", "path": "members", "value": []any{map[string]any{"value": jane}}}), 204)
 
 	// a wrong token learns nothing
 	idp{t, base, "nope"}.call("GET", "/Users", nil, 401)
@@ -342,5 +342,122 @@ state:
 	}
 	if code != exitError || strings.Contains(out, "hunter2") {
 		t.Fatalf("bad config: exit %d\n%s", code, out)
+	}
+}
+
+// TestServeIdPConformance replays what Okta and Entra send, including the RFC 7644 points a
+// lenient server gets wrong (issue 10 "Conformance"), against `scimsync serve` with base_url set.
+func TestServeIdPConformance(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	publicBase := "https://scim.example.org/scim/v2"
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf("server:\n  listen: %s\n  base_url: %s\n  tokens:\n    - name: okta\n      token: okta-token-1234567890\n    - name: entra\n      token: entra-token-0987654321\nstate:\n  path: %s/state.db\n", addr, publicBase, dir)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, cfgPath, addr)
+	base := "http://" + addr + "/scim/v2"
+	okta := idp{t, base, "okta-token-1234567890"}
+	entra := idp{t, base, "entra-token-0987654321"}
+	coreUser := "urn:ietf:params:scim:schemas:core:2.0:User"
+	enterprise := "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+	// Okta: create with a password (Push Password), which is never returned
+	jane := okta.call("POST", "/Users", map[string]any{"schemas": []string{coreUser}, "userName": "Jane.Doe@example.org",
+		"password": "Okta-Pushed-Secret1", "active": true, "name": map[string]any{"givenName": "Jane", "familyName": "Doe"},
+		"emails": []any{map[string]any{"value": "jane@example.org", "type": "work", "primary": true}}}, 201)
+	if raw, _ := json.Marshal(jane); strings.Contains(string(raw), "Okta-Pushed") {
+		t.Fatalf("password returned: %s", raw)
+	}
+	if loc := jane["meta"].(map[string]any)["location"].(string); !strings.HasPrefix(loc, publicBase+"/Users/") {
+		t.Fatalf("meta.location %q not from server.base_url", loc)
+	}
+	janeID := jane["id"].(string)
+	// Okta's lookup; uniqueness is case-insensitive
+	if lr := okta.call("GET", "/Users?filter="+url.QueryEscape(`userName eq "jane.doe@EXAMPLE.org"`), nil, 200); lr["totalResults"].(float64) != 1 {
+		t.Fatalf("okta lookup: %v", lr)
+	}
+	okta.call("POST", "/Users", map[string]any{"schemas": []string{coreUser}, "userName": "JANE.DOE@example.org"}, 409)
+	okta.call("PATCH", "/Users/"+janeID, patchBody(map[string]any{"op": "replace", "value": map[string]any{"password": "Rotated-Secret2"}}), 200)
+	// Okta group push: create empty, add with display, remove by filter (twice: idempotent)
+	grp := okta.call("POST", "/Groups", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+		"displayName": "Okta Eng", "members": []any{}}, 201)["id"].(string)
+	okta.call("PATCH", "/Groups/"+grp, patchBody(map[string]any{"op": "add", "path": "members",
+		"value": []any{map[string]any{"value": janeID, "display": "Jane.Doe@example.org"}}}), 204)
+	okta.call("PUT", "/Groups/"+grp, map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+		"id": grp, "displayName": "Okta Engineering"}, 200)
+	if m := okta.call("GET", "/Groups/"+grp, nil, 200)["members"].([]any); len(m) != 1 {
+		t.Fatalf("a PUT renaming the group dropped its members: %v", m)
+	}
+	for i := 0; i < 2; i++ {
+		okta.call("PATCH", "/Groups/"+grp, patchBody(map[string]any{"op": "remove", "path": fmt.Sprintf(`members[value eq "%s"]`, janeID)}), 204)
+	}
+
+	// Entra: existence check by externalId, create, manager as a plain string
+	if lr := entra.call("GET", "/Users?filter="+url.QueryEscape(`externalId eq "6c75de36"`), nil, 200); lr["totalResults"].(float64) != 0 {
+		t.Fatalf("entra existence check: %v", lr)
+	}
+	bob := entra.call("POST", "/Users", map[string]any{"schemas": []string{coreUser, enterprise}, "externalId": "6c75de36",
+		"userName": "bob@example.org", "active": true, "meta": map[string]any{"resourceType": "User"}, "roles": []any{},
+		enterprise: map[string]any{"department": "Ops"}}, 201)["id"].(string)
+	entra.call("PATCH", "/Users/"+bob, patchBody(map[string]any{"op": "Add", "path": enterprise + ":manager", "value": janeID}), 200)
+	if m := entra.call("GET", "/Users/"+bob, nil, 200)[enterprise].(map[string]any)["manager"].(map[string]any); m["value"] != janeID {
+		t.Fatalf("manager: %v", m)
+	}
+	// Entra's group: its ADSCIM schema URN, members with "$ref": null, 204 on PATCH
+	eg := entra.call("POST", "/Groups", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group",
+		"http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"}, "externalId": "8aa1a0c0", "displayName": "Entra Group",
+		"meta": map[string]any{"resourceType": "Group"}}, 201)["id"].(string)
+	entra.call("PATCH", "/Groups/"+eg, patchBody(map[string]any{"op": "Add", "path": "members",
+		"value": []any{map[string]any{"$ref": nil, "value": bob}}}), 204)
+	if g := entra.call("GET", "/Groups?excludedAttributes=members&filter="+url.QueryEscape(`displayName eq "Entra Group"`), nil, 200); g["totalResults"].(float64) != 1 {
+		t.Fatalf("group lookup: %v", g)
+	}
+	if g := entra.call("GET", "/Groups?filter="+url.QueryEscape(fmt.Sprintf(`id eq "%s" and members[value eq "%s"]`, eg, bob))+"&excludedAttributes=members", nil, 200); g["totalResults"].(float64) != 1 {
+		t.Fatalf("membership check: %v", g)
+	}
+
+	// strict where RFC 7644 says MUST: these are the answers issue 9's client must handle
+	for _, c := range []struct {
+		name   string
+		body   map[string]any
+		status int
+		typ    string
+	}{
+		{"replace with a filter matching nothing", patchBody(map[string]any{"op": "Replace", "path": `phoneNumbers[type eq "mobile"].value`, "value": "+1 555"}), 400, "noTarget"},
+		{"remove without a path", patchBody(map[string]any{"op": "Remove"}), 400, "noTarget"},
+		{"remove of the required userName", patchBody(map[string]any{"op": "remove", "path": "userName"}), 400, "mutability"},
+	} {
+		out := entra.call("PATCH", "/Users/"+bob, c.body, c.status)
+		if out["scimType"] != c.typ {
+			t.Errorf("%s: scimType %v, want %s", c.name, out["scimType"], c.typ)
+		}
+	}
+	// … while add with the same filter creates the typed value, as Entra expects
+	entra.call("PATCH", "/Users/"+bob, patchBody(map[string]any{"op": "Add", "path": `phoneNumbers[type eq "mobile"].value`, "value": "+1 555"}), 200)
+	entra.call("PATCH", "/Users/"+bob, patchBody(map[string]any{"op": "Replace", "path": `phoneNumbers[type eq "mobile"].value`, "value": "+1 556"}), 200)
+	if out := entra.call("POST", "/Users", map[string]any{"schemas": []string{coreUser, "urn:example:unknown:2.0:User"}, "userName": "x"}, 400); out["scimType"] != "invalidValue" {
+		t.Errorf("unknown schema: %v", out)
+	}
+	if out := entra.call("POST", "/Users", map[string]any{"schemas": []string{coreUser}, "userName": "tab\tand\x1bescape"}, 400); out["scimType"] != "invalidValue" {
+		t.Errorf("control characters: %v", out)
+	}
+	// a forged Host header does not move locations
+	req, _ := http.NewRequest("GET", base+"/Users/"+bob, nil)
+	req.Host = "attacker.example"
+	req.Header.Set("Authorization", "Bearer entra-token-0987654321")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(raw), "attacker") || !strings.Contains(string(raw), publicBase+"/Users/"+bob) {
+		t.Fatalf("location follows Host: %s", raw)
+	}
+	p.stop(t)
+	if data, _ := os.ReadFile(filepath.Join(dir, "state.db")); bytes.Contains(data, []byte("Secret1")) || bytes.Contains(data, []byte("Secret2")) {
+		t.Fatal("a password reached the state file")
 	}
 }

@@ -220,8 +220,19 @@ func Start(tb testing.TB, opts ...Option) *Target {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = st.Close() })
+	// the target's own listener first: the server takes its locations from base_url, never from
+	// the request's Host, and that base is this listener's
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	scheme := "http"
+	if o.tls {
+		scheme = "https"
+	}
 	cfg := scimserver.DefaultServerConfig()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.BaseURL = scheme + "://" + ln.Addr().String() + "/scim/v2"
 	cfg.MaxResults = o.maxResults
 	cfg.Tokens = []scimserver.TokenConfig{{Name: "targettest", Token: config.NewSecret(o.token)}}
 	srv, err := scimserver.NewServer(cfg, st, zap.NewNop())
@@ -238,7 +249,7 @@ func Start(tb testing.TB, opts ...Option) *Target {
 	if o.tls {
 		tg.scheme = "https"
 	}
-	tg.addr = tg.serve(tb, tg, o.tls, cert)
+	tg.addr = tg.serveOn(tb, ln, tg, o.tls, cert)
 	tg.URL = tg.scheme + "://" + tg.addr + "/scim/v2"
 	tg.catchers["http"] = tg.serve(tb, http.HandlerFunc(tg.catch), false, cert)
 	tg.catchers["https"] = tg.serve(tb, http.HandlerFunc(tg.catch), true, cert)
@@ -256,6 +267,11 @@ func (tg *Target) serve(tb testing.TB, h http.Handler, withTLS bool, cert tls.Ce
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return tg.serveOn(tb, ln, h, withTLS, cert)
+}
+
+func (tg *Target) serveOn(tb testing.TB, ln net.Listener, h http.Handler, withTLS bool, cert tls.Certificate) string {
+	tb.Helper()
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	if withTLS {
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
