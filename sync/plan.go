@@ -150,7 +150,7 @@ type Plan struct {
 	Summary       map[Action]int          `json:"summary"`
 	Kinds         map[Kind]map[Action]int `json:"kinds"`
 	Unchanged     int                     `json:"unchanged"`
-	Excluded      int                     `json:"excluded"` // entries mapping.exclude leaves out
+	Excluded      int                     `json:"excluded"`     // entries mapping.exclude leaves out
 	Source        int                     `json:"source_users"` // entries read (a delta: changed entries)
 	Target        int                     `json:"target_users"` // -1: not listed (a delta)
 	Known         int                     `json:"known_users"`
