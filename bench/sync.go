@@ -42,10 +42,10 @@ func benchSync(tb *benchTB, args []string) error {
 	seed.Reset()
 	bin := build(tb)
 
-	// the target's raw create rate at the same concurrency, into a fresh server
+	// the target's raw create rate at the same concurrency, as many users into a fresh server
 	rawSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
 	raw := rawSrv.base
-	rawN := max(*n/5, 1000)
+	rawN := *n // the same number of users: a server slows as it grows
 	fmt.Fprintf(os.Stderr, "bench sync: raw create rate, %d POSTs with %d clients\n", rawN, *conc)
 	rawStat, err := load("raw create", *conc, rawN, []int{201}, func(i int) (string, string, []byte) {
 		return "POST", raw + "/Users", userJSON(i)
@@ -137,6 +137,10 @@ log:
 	if err := run("one user", 1, 1, "--user", one); err != nil {
 		return err
 	}
+	listed, listTime, err := listAll(base)
+	if err != nil || listed != *n {
+		return fmt.Errorf("target listing baseline: %d users, %v", listed, err)
+	}
 	if err := run("full reconcile", *n, 0, "--full"); err != nil {
 		return err
 	}
@@ -152,6 +156,10 @@ log:
 			float64(r.users)/r.wall.Seconds(), r.rssKiB/1024, r.requests, r.writes, r.ldap.Round(time.Millisecond),
 			r.wall.Seconds()/r.ldap.Seconds())
 	}
+	full := rows[len(rows)-1]
+	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, GET /Users in pages of 1000, same run)\n",
+		full.wall.Round(time.Millisecond), full.wall.Seconds()/(3*full.ldap.Seconds()+listTime.Seconds()),
+		full.ldap.Round(time.Millisecond), listTime.Round(time.Millisecond))
 	init := rows[0]
 	fmt.Printf("\ninitial sync: %.0f users/s = %.2f x the target's raw create rate at the same concurrency\n",
 		float64(init.users)/init.wall.Seconds(), float64(init.users)/init.wall.Seconds()/rawStat.rate())
@@ -209,4 +217,28 @@ func syncProcess(bin string, args []string) (syncMeasure, error) {
 	}
 	_, err = fmt.Sscan(strings.TrimSpace(string(rawRSS)), &m.rssKiB)
 	return m, err
+}
+
+// listAll pages through the target's users as a plain client would, for the baseline of what
+// the target's own listing costs.
+func listAll(base string) (int, time.Duration, error) {
+	t0 := time.Now()
+	n := 0
+	for start := 1; ; {
+		code, raw, err := callBody("GET", fmt.Sprintf("%s/Users?startIndex=%d&count=1000", base, start), nil)
+		if err != nil || code != 200 {
+			return n, 0, fmt.Errorf("list: %d %v", code, err)
+		}
+		var page struct {
+			Resources []json.RawMessage `json:"Resources"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return n, 0, err
+		}
+		if len(page.Resources) == 0 {
+			return n, time.Since(t0), nil
+		}
+		n += len(page.Resources)
+		start += len(page.Resources)
+	}
 }

@@ -49,6 +49,9 @@ func TestMigrationFromVersion1IndexesExistingLinks(t *testing.T) {
 		if n := v.CountLinks(LinkGroup); n != 0 {
 			t.Errorf("%d group links", n)
 		}
+		if n := v.CountLinks(LinkUser); n != 1 {
+			t.Errorf("migration counted %d user links, want 1", n)
+		}
 		return nil
 	})
 	if err != nil {
@@ -101,6 +104,13 @@ func TestCommitBatchKeepsIndexesAndClearsIntents(t *testing.T) {
 		if _, ok, _ := v.LinkByTarget(LinkUser, "t2"); ok {
 			t.Error("forgotten target still indexed")
 		}
+		if n := v.CountLinks(LinkUser); n != 1 {
+			t.Errorf("%d links counted after two creates, an update and a forget; want 1", n)
+		}
+		v.Release() // harmless: the pages come back from the page cache
+		if l, ok, _ := v.Link(LinkUser, "e1"); !ok || l.UserName != "alice.smith" {
+			t.Errorf("after releasing the mapped pages: %+v %v", l, ok)
+		}
 		users, _ := v.Intents(LinkUser)
 		groups, _ := v.Intents(LinkGroup)
 		if len(users) != 0 || len(groups) != 1 || groups[0].Name != "staff" {
@@ -152,4 +162,26 @@ func TestCursorRoundTrip(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestExclusiveCommitRefusesATargetIDAnotherLinkHolds(t *testing.T) {
+	s, _ := openTemp(t)
+	if err := s.CommitBatch(0, []Commit{{Kind: LinkUser, Link: Link{ExternalID: "e1", TargetID: "t1", UserName: "alice"}, Exclusive: true}}); err != nil {
+		t.Fatal(err)
+	}
+	commits := []Commit{
+		{Kind: LinkUser, Link: Link{ExternalID: "e2", TargetID: "t1", UserName: "bob"}, Exclusive: true},   // t1 is alice's
+		{Kind: LinkUser, Link: Link{ExternalID: "e1", TargetID: "t1", UserName: "alice2"}, Exclusive: true}, // alice again: fine
+		{Kind: LinkUser, Link: Link{ExternalID: "e3", TargetID: "t3", UserName: "carol"}, Exclusive: true},
+	}
+	if err := s.CommitBatch(0, commits); err != nil {
+		t.Fatal(err)
+	}
+	if commits[0].RefusedBy != "e1" || commits[1].RefusedBy != "" || commits[2].RefusedBy != "" {
+		t.Fatalf("refusals: %+v", commits)
+	}
+	links, _ := s.Links()
+	if _, ok := links["e2"]; ok || links["e1"].UserName != "alice2" || links["e3"].TargetID != "t3" {
+		t.Fatalf("links: %+v", links)
+	}
 }

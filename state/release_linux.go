@@ -19,10 +19,16 @@ func (s *Store) ReleaseMappedPages() error {
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		// a read transaction holds bbolt's mmap lock, so the mapping cannot move meanwhile
-		addr, size := s.db.Info().Data, uintptr(tx.Size())
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, addr, size, syscall.MADV_DONTNEED); errno != 0 {
+		if errno := releaseMapped(s.db.Info().Data, uintptr(tx.Size())); errno != 0 {
 			return fmt.Errorf("state: release mapped pages: %w", errno)
 		}
 		return nil
 	})
+}
+
+// releaseMapped advises the kernel that the mapped range is not needed; the caller holds a
+// transaction, so the mapping stays where it is.
+func releaseMapped(addr, size uintptr) syscall.Errno {
+	_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, addr, size, syscall.MADV_DONTNEED)
+	return errno
 }

@@ -133,7 +133,7 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 func (a *applier) refresh() error {
 	var commits []state.Commit
 	var clear []string
-	err := a.plan.Each(func(it Item) error {
+	err := a.plan.eachOf([]Action{ActionRefresh, ActionSkip}, func(it Item) error {
 		switch {
 		case it.Action == ActionRefresh && it.Link != nil:
 			commits = append(commits, state.Commit{Kind: it.Kind.link(), Link: *it.Link, Forget: it.Forget,
@@ -170,13 +170,7 @@ func isWrite(it Item) bool {
 
 // writes sends the plan's writes: creates and updates, then disables and deletes.
 func (a *applier) writes(ctx context.Context, res *Result, progress Progress) error {
-	total := 0
-	_ = a.plan.Each(func(it Item) error {
-		if isWrite(it) {
-			total++
-		}
-		return nil
-	})
+	total := a.plan.writes() // blocked relinks are counted but not sent: progress may end short
 	if total == 0 {
 		return nil
 	}
@@ -234,8 +228,8 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 			return nil
 		}
 		size := max(intentBatch, 8*a.e.concurrency)
-		// creates and updates first, deprovisioning last: Each's order is by action
-		err := a.plan.Each(func(it Item) error {
+		// creates and updates first, deprovisioning last: the plan's order is by action
+		err := a.plan.eachOf([]Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete}, func(it Item) error {
 			if !isWrite(it) {
 				return nil
 			}
@@ -296,7 +290,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 // arrived while the previous transaction was being written.
 func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, progress Progress) error {
 	var failed error
-	done := 0
+	done, committed := 0, 0
 	for first := range results {
 		// linger a moment so one fsync records many writes: a commit per write would compete
 		// with the target's own fsyncs on the same disk (intents already cover a crash)
@@ -322,6 +316,20 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 		if failed == nil {
 			if err := a.e.store.CommitBatch(a.runID, commits); err != nil {
 				failed = err // keep draining so the workers never block
+			}
+			i := 0
+			for n := range pending {
+				for range pending[n].commits {
+					if by := commits[i].RefusedBy; by != "" && pending[n].err == nil {
+						pending[n].err = fmt.Errorf("%s %q: the target answered with user %s, which scimsync manages for externalId %s; nothing was linked",
+							pending[n].it.Action, pending[n].it.Name, commits[i].Link.TargetID, by)
+					}
+					i++
+				}
+			}
+			if committed += len(commits); committed >= releaseEvery {
+				committed = 0
+				_ = a.e.store.ReleaseMappedPages() // see View.Release
 			}
 		}
 		for _, o := range pending {
@@ -418,7 +426,7 @@ func (a *applier) create(ctx context.Context, it Item) outcome {
 	l := a.linkFor(it, r.ID(), state.OriginCreated, nil, now)
 	ch := a.e.change(it, "create")
 	ch.TargetID, ch.Old, ch.New = r.ID(), nil, it.Values
-	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch}}}
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch, Exclusive: true}}}
 }
 
 // verify checks that a create's answer is the user the sync asked for, before linking it: a
@@ -436,31 +444,20 @@ func (a *applier) verify(it Item, r scimclient.Resource) error {
 		return fmt.Errorf("the target answered with user %s, whose externalId is %s, not ours (%s)", id, scimclient.Sanitize(ext), it.ExternalID)
 	case ext == "" && !strings.EqualFold(name, it.Name):
 		return fmt.Errorf("the target answered with user %s, whose userName is %q, not ours", id, scimclient.Sanitize(name))
-	case recordOf(a.plan.payload, r).CMS:
+	case recordOf(a.plan.payload, r).cms:
 		return fmt.Errorf("the target answered with user %s, which is hands-off (managementMode CMS)", id)
 	}
 	return a.claim(id, it.ExternalID)
 }
 
-// claim records that target id is linked to ext in this run, refusing an id another entry owns.
+// claim records that target id is linked to ext in this run, refusing an id another entry of
+// this run took. Links of earlier runs are checked when the link is committed (an exclusive
+// commit), in the same transaction that writes it.
 func (a *applier) claim(id, ext string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if other, ok := a.claimed[id]; ok && other != ext {
 		return fmt.Errorf("the target answered with user %s, which this run already linked to externalId %s", id, other)
-	}
-	var owner state.Link
-	var owned bool
-	err := a.e.store.View(func(v *state.View) error {
-		var err error
-		owner, owned, err = v.LinkByTarget(state.LinkUser, id)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if owned && owner.ExternalID != ext {
-		return fmt.Errorf("the target answered with user %s, which scimsync manages for %s", id, owner.DN)
 	}
 	a.claimed[id] = ext
 	return nil
@@ -478,16 +475,16 @@ func (a *applier) resolveUnknownCreate(ctx context.Context, it Item, cause error
 	if rec == nil {
 		return outcome{err: fmt.Errorf("create %q: %w; not found on the target: the next run tries again", it.Name, cause)}
 	}
-	if rec.CMS {
+	if rec.cms {
 		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
 	}
-	if err := a.claim(rec.ID, it.ExternalID); err != nil {
+	if err := a.claim(rec.ID(), it.ExternalID); err != nil {
 		return outcome{err: fmt.Errorf("create %q: %w", it.Name, err)}
 	}
-	l := a.linkFor(it, rec.ID, state.OriginCreated, nil, a.e.now().UTC())
+	l := a.linkFor(it, rec.ID(), state.OriginCreated, nil, a.e.now().UTC())
 	ch := a.e.change(it, "create")
-	ch.TargetID, ch.Old, ch.New = rec.ID, nil, it.Values
-	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch}}}
+	ch.TargetID, ch.Old, ch.New = rec.ID(), nil, it.Values
+	return outcome{commits: []state.Commit{{Kind: state.LinkUser, Link: l, Change: ch, Exclusive: true}}}
 }
 
 // adoptAfterConflict handles a 409 on create: the user exists (created by a run that died
@@ -505,16 +502,16 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	switch {
 	case rec == nil:
 		return outcome{err: fmt.Errorf("create %q: the target reports a conflict but no user with that externalId or userName", it.Name)}
-	case rec.ExternalID != "" && rec.ExternalID != it.ExternalID:
-		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, scimclient.Sanitize(rec.ExternalID))}
-	case rec.CMS:
+	case rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID:
+		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, scimclient.Sanitize(rec.ExternalID()))}
+	case rec.cms:
 		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
 	}
-	if err := a.claim(rec.ID, it.ExternalID); err != nil {
+	if err := a.claim(rec.ID(), it.ExternalID); err != nil {
 		return outcome{err: fmt.Errorf("create %q: 409: %w", it.Name, err)}
 	}
 	adopt := it
-	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID, true, nil
+	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID(), true, nil
 	o := a.update(ctx, adopt)
 	o.noop = false
 	return o
@@ -576,7 +573,7 @@ func (a *applier) update(ctx context.Context, it Item) outcome {
 	if it.Relink != nil {
 		o.commits = append(o.commits, state.Commit{Kind: state.LinkUser, Link: state.Link{ExternalID: it.Relink.From}, Forget: true})
 	}
-	o.commits = append(o.commits, state.Commit{Kind: state.LinkUser, Link: l, Change: a.e.change(it, action)})
+	o.commits = append(o.commits, state.Commit{Kind: state.LinkUser, Link: l, Change: a.e.change(it, action), Exclusive: it.Adopt})
 	return o
 }
 
@@ -588,11 +585,11 @@ func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
 		return it, false, err
 	}
 	rec := recordOf(a.plan.payload, r)
-	if rec.CMS {
+	if rec.cms {
 		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
 	}
-	if rec.ExternalID != "" && rec.ExternalID != it.ExternalID && (it.Relink == nil || rec.ExternalID != it.Relink.From) {
-		return it, false, fmt.Errorf("it now carries another externalId (%s)", scimclient.Sanitize(rec.ExternalID))
+	if rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID && (it.Relink == nil || rec.ExternalID() != it.Relink.From) {
+		return it, false, fmt.Errorf("it now carries another externalId (%s)", scimclient.Sanitize(rec.ExternalID()))
 	}
 	p := a.plan.payload
 	ops, result, err := scim.Diff(scim.UserIndex(), r.Doc, p.want(it.Values), p.managed)
@@ -649,7 +646,7 @@ func (a *applier) replanDisable(ctx context.Context, it Item) (Item, bool, error
 	if err != nil {
 		return it, false, err
 	}
-	if recordOf(a.plan.payload, r).CMS {
+	if recordOf(a.plan.payload, r).cms {
 		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
 	}
 	active := paths[keyActive]
@@ -674,7 +671,7 @@ func (a *applier) remove(ctx context.Context, it Item) outcome {
 	if err != nil && a.retryable(err) {
 		var r scimclient.Resource
 		if r, err = a.e.target.Get(ctx, scimclient.Users, it.TargetID); err == nil {
-			if recordOf(a.plan.payload, r).CMS {
+			if recordOf(a.plan.payload, r).cms {
 				err = errors.New("it became hands-off (managementMode CMS) on the target")
 			} else {
 				err = a.e.target.Delete(ctx, scimclient.Users, it.TargetID, r.ETag)

@@ -18,59 +18,66 @@ type claims struct {
 	// held says who else holds name in state when the read does not cover every entry (a
 	// delta): the link's external id and DN, or ok=false.
 	held func(name string) (ext, dn string, ok bool)
+	// dnOf is the DN of the entry with an external id, from the read (kept once, there).
+	dnOf func(ext string) string
 
-	names   map[string]claim  // lower(name) -> its winner
-	ids     map[string]string // externalId -> DN of the first entry with it
+	names   map[string]claim // lower(name) -> its winner
 	losers  []claim
 	final   map[string]string // externalId -> its name when not the one it asked for
 	invalid map[string]Item   // externalId -> why it gets no name
 }
 
+// claim is one entry's claim on a name. It keeps no DN: the read keeps every entry's DN once,
+// and claims ask it (dnOf) only when two of them collide.
 type claim struct {
-	ext, dn, name, base string
-	linked              bool
+	id           idKey // the entry's external id
+	name, base   string
+	heldDN       string // a name held by a link whose entry is not in this read: its DN
+	linked, held bool
 }
 
 func newClaims(m *Mapping) *claims {
-	return &claims{suffix: m.suffix, limit: m.maxUserName(), names: map[string]claim{}, ids: map[string]string{},
-		final: map[string]string{}, invalid: map[string]Item{}}
+	return &claims{suffix: m.suffix, limit: m.maxUserName(), names: map[string]claim{},
+		final: map[string]string{}, invalid: map[string]Item{}, dnOf: func(string) string { return "" }}
+}
+
+// dn is the DN of the entry behind a claim.
+func (c *claims) dn(cl claim) string {
+	if cl.held {
+		return cl.heldDN
+	}
+	return c.dnOf(cl.id.String())
 }
 
 // beats reports whether a wins a name over b.
-func (a claim) beats(b claim) bool {
+func (c *claims) beats(a, b claim) bool {
 	if a.linked != b.linked {
 		return a.linked
 	}
-	return strings.ToLower(a.dn) < strings.ToLower(b.dn)
+	return strings.ToLower(c.dn(a)) < strings.ToLower(c.dn(b))
 }
 
 // claim records d's claim on its userName; linkedName is the name its link records ("" when
 // not linked).
 func (c *claims) claim(d Desired, linked bool, linkedName string) {
-	if other, dup := c.ids[d.ExternalID]; dup {
-		c.invalid[d.ExternalID] = Item{Action: ActionInvalid, DN: d.DN, Name: d.UserName(), ExternalID: d.ExternalID,
-			Attribute: keyExternalID, Rule: "unique", Reason: "the same stable id is also on " + other}
-		return
-	}
-	c.ids[d.ExternalID] = d.DN
-	cl := claim{ext: d.ExternalID, dn: d.DN, name: d.UserName(), base: d.UserName(), linked: linked}
+	cl := claim{id: keyOf(d.ExternalID), name: d.UserName(), base: d.UserName(), linked: linked}
 	if c.suffix && linked && linkedName != cl.name && isSuffixOf(linkedName, cl.base, c.limit) {
 		cl.name = linkedName // keep the suffixed name it was given
 	}
 	key := strings.ToLower(cl.name)
 	cur, taken := c.names[key]
 	if !taken && c.held != nil {
-		if ext, dn, ok := c.held(cl.name); ok && ext != cl.ext {
-			cur, taken = claim{ext: ext, dn: dn, name: cl.name, base: cl.name, linked: true}, true
+		if ext, dn, ok := c.held(cl.name); ok && keyOf(ext) != cl.id {
+			cur, taken = claim{id: keyOf(ext), heldDN: dn, name: cl.name, base: cl.name, linked: true, held: true}, true
 			c.names[key] = cur
 		}
 	}
 	switch {
 	case !taken:
 		c.names[key] = cl
-	case cl.beats(cur):
+	case c.beats(cl, cur):
 		c.names[key] = cl
-		if _, isEntry := c.ids[cur.ext]; isEntry {
+		if !cur.held {
 			c.losers = append(c.losers, cur)
 		}
 	default:
@@ -80,27 +87,27 @@ func (c *claims) claim(d Desired, linked bool, linkedName string) {
 
 // resolve decides every loser: a suffix, or invalid.
 func (c *claims) resolve() {
-	sort.Slice(c.losers, func(i, j int) bool { return c.losers[i].beats(c.losers[j]) })
+	sort.Slice(c.losers, func(i, j int) bool { return c.beats(c.losers[i], c.losers[j]) })
 	for _, l := range c.losers {
 		winner := c.names[strings.ToLower(l.name)]
 		if !c.suffix {
-			c.invalid[l.ext] = Item{Action: ActionInvalid, DN: l.dn, Name: l.base, ExternalID: l.ext,
-				Attribute: "userName", Rule: "unique", Reason: fmt.Sprintf("userName %q is also produced by %s", l.base, winner.dn)}
+			c.invalid[l.id.String()] = Item{Action: ActionInvalid, DN: c.dn(l), Name: l.base, ExternalID: l.id.String(),
+				Attribute: "userName", Rule: "unique", Reason: fmt.Sprintf("userName %q is also produced by %s", l.base, c.dn(winner))}
 			continue
 		}
 		for n := 2; ; n++ {
 			cand := withSuffix(l.base, n, c.limit)
-			if c.free(cand, l.ext) {
+			if c.free(cand, l.id.String()) {
 				l.name = cand
 				c.names[strings.ToLower(cand)] = l
-				c.final[l.ext] = cand
+				c.final[l.id.String()] = cand
 				break
 			}
 		}
 	}
 	for key, w := range c.names {
 		if w.name != w.base {
-			c.final[w.ext] = c.names[key].name
+			c.final[w.id.String()] = c.names[key].name
 		}
 	}
 }

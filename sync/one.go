@@ -61,7 +61,7 @@ func (e *Engine) planOne(ctx context.Context, opts PlanOptions) (*Plan, error) {
 				return err
 			}
 			p.plan.Source++
-			p.seen[d.ExternalID] = true
+			p.seen[keyOf(d.ExternalID)] = d.DN
 			p.claims.claim(d, linked, l.UserName)
 			en := en
 			mapped = append(mapped, spooledDesired{D: d, Entry: &entryRef{Attrs: en.Attrs}})

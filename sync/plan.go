@@ -3,6 +3,7 @@ package sync
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/scimsync/scimsync/ldap"
@@ -207,6 +208,52 @@ func (p *Plan) Each(fn func(Item) error) error {
 		}
 	}
 	return nil
+}
+
+// eachOf calls fn with the items of some actions only, in the plan's order: the other
+// segments are not read (a 100,000-create plan is not decoded to find its refreshes).
+func (p *Plan) eachOf(actions []Action, fn func(Item) error) error {
+	for _, k := range []Kind{KindUser, KindGroup} {
+		for _, a := range viewOrder {
+			if !slices.Contains(actions, a) {
+				continue
+			}
+			err := p.items.each(segKey{k, a}, func(it Item) error {
+				it.Blocked = p.blocks(it)
+				return fn(it)
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eachRaw is Each with the items as JSON, for a plan no safety stop holds back.
+func (p *Plan) eachRaw(fn func([]byte) error) error {
+	for _, k := range []Kind{KindUser, KindGroup} {
+		for _, a := range viewOrder {
+			if err := p.items.eachRaw(segKey{k, a}, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writes counts the items Apply sends: every create, update, disable and delete the plan's
+// safety stop does not hold back.
+func (p *Plan) writes() int {
+	n := 0
+	for _, counts := range p.Kinds {
+		for _, a := range []Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete} {
+			if p.Blocked == nil || (p.Blocked.Kind != blockMissing && a != ActionDisable && a != ActionDelete) {
+				n += counts[a]
+			}
+		}
+	}
+	return n
 }
 
 // Items returns every item: for small plans (tests, one user, the CLI's step view).

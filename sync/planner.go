@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ type planner struct {
 	exclude  *ldap.Matcher          // entries not synced at all (mapping.exclude, or the directory's default)
 	claims   *claims
 	desired  desiredSpool
-	seen     map[string]bool   // external ids of every entry read (valid or not)
+	seen     map[idKey]string  // external id -> DN of every entry read (mapped, invalid, excluded)
 	deletes  []ldap.Entry      // entries a delta says are gone
 	relinked map[string]bool   // external ids of links taken over by a new entry
 	taken    map[string]string // target id -> the external id of the entry that matched it
@@ -77,8 +78,11 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		}
 		return nil, err
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 	e.log.Info("plan ready", zap.String("mode", plan.Mode), zap.String("read", plan.Read.Mechanism),
-		zap.Int("entries", plan.Read.Entries), zap.Int("target", plan.Target), zap.Duration("took", time.Since(started)))
+		zap.Int("entries", plan.Read.Entries), zap.Int("target", plan.Target), zap.Duration("took", time.Since(started)),
+		zap.Uint64("heap_mib", ms.HeapInuse>>20))
 	return plan, nil
 }
 
@@ -93,8 +97,8 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	}
 	pay, warnings := newPayload(e.mapping, caps)
 	p := &planner{e: e, ctx: ctx, v: v, opts: opts, pay: pay, overrides: overrides,
-		overlay: map[string]*state.Link{}, claims: newClaims(e.mapping), seen: map[string]bool{}, relinked: map[string]bool{},
-		taken: map[string]string{}}
+		overlay: map[string]*state.Link{}, claims: newClaims(e.mapping), seen: map[idKey]string{}, relinked: map[string]bool{}}
+	p.claims.dnOf = func(ext string) string { return p.seen[keyOf(ext)] }
 	p.plan = newPlan("delta")
 	p.plan.Warnings = warnings
 	p.plan.caps, p.plan.payload = caps, pay
@@ -141,19 +145,29 @@ func (p *planner) run() error {
 	if err := p.recoverIntents(); err != nil {
 		return err
 	}
+	// the target's listing and the directory's read are independent: they run at once, and the
+	// plan waits for both (a full reconcile costs the longer of the two, not their sum)
+	listed := make(chan error, 1)
+	cancelListing := func() {}
 	if p.reconcile {
 		limit := scimclient.DefaultMaxResources
 		if hasCursor && !cur.FullAt.IsZero() {
 			// a listing may not run far beyond what the last one held and the users state knows
 			limit = max(2*cur.TargetUsers, 4*p.plan.Known) + 1000
 		}
-		ix, err := listTarget(p.ctx, p.e.target, p.pay, limit)
-		if err != nil {
-			return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
-		}
-		p.target = ix
-		p.plan.Target = len(ix.byIDs)
+		var ctx context.Context
+		ctx, cancelListing = context.WithCancel(p.ctx)
+		defer cancelListing() // a failed read stops the listing
+		go func() {
+			ix, err := listTarget(ctx, p.e.target, p.pay, limit)
+			if err == nil {
+				p.target = ix
+				p.plan.Target = ix.size()
+			}
+			listed <- err
+		}()
 	} else {
+		listed <- nil
 		p.target = newRemoteLookup(p.e.target, p.pay)
 		p.plan.Target = -1
 		p.claims.held = p.heldName
@@ -163,11 +177,16 @@ func (p *planner) run() error {
 	res, err := p.e.source.Read(p.ctx, q, ldapCur, p.read)
 	defer p.desired.close()
 	if err != nil {
+		cancelListing()
+		<-listed
 		var rerr readError
 		if errors.As(err, &rerr) {
 			return rerr.err
 		}
 		return fmt.Errorf("sync: %w: %w", ErrSourceFailed, err)
+	}
+	if err := <-listed; err != nil {
+		return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
 	}
 	p.readFull = res.Full
 	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: p.plan.Source}
@@ -183,7 +202,11 @@ func (p *planner) run() error {
 
 	// names are decided once the whole read is known: a delete later in a delta may free the
 	// name an earlier add asks for
+	claimed := 0
 	if err := p.desired.each(func(sd spooledDesired) error {
+		if claimed++; claimed%releaseEvery == 0 {
+			p.v.Release()
+		}
 		l, linked, err := p.link(sd.D.ExternalID)
 		if err == nil {
 			p.claims.claim(sd.D, linked, l.UserName)
@@ -193,7 +216,12 @@ func (p *planner) run() error {
 		return err
 	}
 	p.claims.resolve()
+	p.v.Release()
+	planned := 0
 	if err := p.desired.each(func(sd spooledDesired) error {
+		if planned++; planned%releaseEvery == 0 {
+			p.v.Release()
+		}
 		var entry *ldap.Entry
 		if sd.Entry != nil {
 			entry = &ldap.Entry{DN: sd.D.DN, ID: sd.D.ExternalID, Attrs: sd.Entry.Attrs}
@@ -248,6 +276,10 @@ func (p *planner) directoryDefaults() []string {
 	return attrs
 }
 
+// releaseEvery is how many users a scan of state goes through between releases of the state
+// file's mapped pages (View.Release): bounded RSS at 100,000 users, at no disk cost.
+const releaseEvery = 5000
+
 // readError carries an error of the planner's own out of the directory read unchanged.
 type readError struct{ err error }
 
@@ -261,16 +293,21 @@ func (p *planner) read(ch ldap.Change) error {
 		return nil
 	case ldap.ChangePresent:
 		if ch.Entry.ID != "" {
-			p.seen[ch.Entry.ID] = true
+			p.seen[keyOf(ch.Entry.ID)] = ch.Entry.DN
 		}
 		if l, ok, err := p.v.LinkByUUID(state.LinkUser, ch.Entry.UUID); err == nil && ok {
-			p.seen[l.ExternalID] = true
+			p.seen[keyOf(l.ExternalID)] = ch.Entry.DN
 		}
 		return nil
 	}
 	en := ch.Entry
 	if en.ID != "" {
-		p.seen[en.ID] = true // excluded and unmappable entries exist too: never deprovisioned
+		if other, dup := p.seen[keyOf(en.ID)]; dup && !strings.EqualFold(other, en.DN) {
+			// two entries with one stable id: the second is not synced (the first keeps it)
+			return p.add(Item{Action: ActionInvalid, DN: en.DN, ExternalID: en.ID, Name: en.First("uid"),
+				Attribute: keyExternalID, Rule: "unique", Reason: "the same stable id is also on " + other})
+		}
+		p.seen[keyOf(en.ID)] = en.DN // excluded and unmappable entries exist too: never deprovisioned
 	}
 	if p.exclude != nil && p.exclude.Match(en) {
 		p.plan.Excluded++
@@ -327,7 +364,8 @@ func (p *planner) heldName(name string) (string, string, bool) {
 // gone1 reports whether link l's directory entry is known to be gone in this run.
 func (p *planner) gone1(l state.Link) bool {
 	if p.readFull {
-		return !p.seen[l.ExternalID]
+		_, seen := p.seen[keyOf(l.ExternalID)]
+		return !seen
 	}
 	for _, d := range p.deletes {
 		if (d.ID != "" && d.ID == l.ExternalID) || (d.UUID != "" && (d.UUID == l.SourceUUID || d.UUID == l.ExternalID)) {
@@ -343,7 +381,7 @@ func (p *planner) sourceGone(l state.Link) (bool, error) {
 	if p.readFull || p.gone1(l) {
 		return p.gone1(l), nil
 	}
-	if p.seen[l.ExternalID] {
+	if _, seen := p.seen[keyOf(l.ExternalID)]; seen {
 		return false, nil
 	}
 	found := false
@@ -381,34 +419,33 @@ func (p *planner) planUser(d Desired, entry *ldap.Entry) error {
 		p.missing++ // a user the sync created is not in the target's listing
 	}
 	it.MatchedBy = matchedBy
-	cms := rec != nil && rec.CMS
+	cms := rec != nil && rec.cms
 	if off, why := p.e.handsOff(name, d.DN, entry, cms, p.overrides); off {
 		it.Action, it.Reason = ActionSkip, why
 		if rec != nil {
-			it.TargetID = rec.ID
+			it.TargetID = rec.ID()
 		}
 		return p.plan.add(it)
 	}
 	if rec == nil {
 		return p.planCreate(it, vals, linked)
 	}
-	it.TargetID = rec.ID
+	it.TargetID = rec.ID()
 	if matchedBy == "userName" {
 		ok, err := p.mayTake(&it, rec, d)
 		if err != nil || !ok {
 			return err
 		}
 	}
-	if !p.target.take(rec, d.ExternalID) {
+	if !rec.take(d.ExternalID) {
 		it.Action, it.Reason = ActionSkip, "the target user is already matched to another directory entry"
 		return p.plan.add(it)
 	}
-	p.taken[rec.ID] = d.ExternalID
-	it.Adopt = it.Relink == nil && (!linked || link.TargetID != rec.ID)
-	if p.reconcile && !it.Adopt && it.Relink == nil && rec.Hash == hash && link.DisabledAt.IsZero() {
+	it.Adopt = it.Relink == nil && (!linked || link.TargetID != rec.ID())
+	if p.reconcile && !it.Adopt && it.Relink == nil && rec.hash == hashKey(hash) && link.DisabledAt.IsZero() {
 		return p.unchanged(d, name, hash, link)
 	}
-	if p.reconcile && linked && !it.Adopt && link.Hash != "" && rec.Hash != link.Hash {
+	if p.reconcile && linked && !it.Adopt && link.Hash != "" && rec.hash != hashKey(link.Hash) {
 		it.Drift = true
 	}
 	return p.planUpdate(it, vals, hash, rec, link, linked)
@@ -443,7 +480,7 @@ func (p *planner) targetErr(err error) error {
 // externalId: it is d's by re-link when it belongs to a managed user whose entry is gone (a
 // restore from backup gives every entry a new id), and someone else's otherwise.
 func (p *planner) mayTake(it *Item, rec *targetRec, d Desired) (bool, error) {
-	owner, owned, err := p.v.LinkByTarget(state.LinkUser, rec.ID)
+	owner, owned, err := p.v.LinkByTarget(state.LinkUser, rec.ID())
 	if err != nil {
 		return false, err
 	}
@@ -463,8 +500,8 @@ func (p *planner) mayTake(it *Item, rec *targetRec, d Desired) (bool, error) {
 		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by a user scimsync manages for %s", it.Name, owner.DN)
 		return false, p.plan.add(*it)
 	}
-	if rec.ExternalID != "" && rec.ExternalID != d.ExternalID {
-		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, rec.ExternalID)
+	if rec.ExternalID() != "" && rec.ExternalID() != d.ExternalID {
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, rec.ExternalID())
 		return false, p.plan.add(*it)
 	}
 	return true, nil
@@ -572,8 +609,12 @@ func (p *planner) unchanged(d Desired, name, hash string, link state.Link) error
 func (p *planner) gone() error {
 	if p.readFull {
 		var stale []state.Link
+		n := 0
 		err := p.v.ForEachLink(state.LinkUser, func(l state.Link) error {
-			if p.seen[l.ExternalID] || p.relinked[l.ExternalID] {
+			if n++; n%releaseEvery == 0 {
+				p.v.Release()
+			}
+			if _, seen := p.seen[keyOf(l.ExternalID)]; seen || p.relinked[l.ExternalID] {
 				return nil
 			}
 			if ov, ok := p.overlay[l.ExternalID]; ok {
@@ -604,7 +645,7 @@ func (p *planner) gone() error {
 		if err != nil {
 			return err
 		}
-		if !ok || done[l.ExternalID] || p.seen[l.ExternalID] || p.relinked[l.ExternalID] {
+		if _, seen := p.seen[keyOf(l.ExternalID)]; !ok || done[l.ExternalID] || seen || p.relinked[l.ExternalID] {
 			continue // not ours, or still there under another DN, or taken over by a new entry
 		}
 		done[l.ExternalID] = true
@@ -624,27 +665,27 @@ func firstOf(a, b string) string {
 
 func (p *planner) planGone(l state.Link) error {
 	it := Item{Kind: KindUser, Name: l.UserName, ExternalID: l.ExternalID, DN: l.DN, TargetID: l.TargetID}
-	if other, ok := p.taken[l.TargetID]; ok && other != l.ExternalID {
+	rec, err := p.target.byID(p.ctx, l.TargetID)
+	if err != nil {
+		return p.targetErr(err)
+	}
+	if rec != nil && !rec.takenBy.empty() && rec.takenBy != keyOf(l.ExternalID) {
 		// a new entry matched this target user (by externalId, after a re-link a killed run
 		// sent but did not record): it is that entry's now, never deprovisioned for this one
 		it.Action, it.Forget = ActionRefresh, true
 		it.Link = &l
-		it.Reason = "gone from the directory; its target user now belongs to externalId " + other
+		it.Reason = "gone from the directory; its target user now belongs to externalId " + rec.takenBy.String()
 		return p.plan.add(it)
-	}
-	rec, err := p.target.byID(p.ctx, l.TargetID)
-	if err != nil {
-		return p.targetErr(err)
 	}
 	if rec == nil {
 		it.Action, it.Reason, it.Forget = ActionSkip, "gone from the directory and already gone from the target; forgetting it", true
 		return p.plan.add(it)
 	}
-	if off, why := p.e.handsOff(l.UserName, l.DN, nil, rec.CMS, p.overrides); off {
+	if off, why := p.e.handsOff(l.UserName, l.DN, nil, rec.cms, p.overrides); off {
 		it.Action, it.Reason = ActionSkip, why+"; not deprovisioned"
 		return p.plan.add(it)
 	}
-	it.Version = rec.ETag
+	it.Version = rec.etag
 	switch p.e.cfg.Deprovision {
 	case DeprovisionNone:
 		it.Action, it.Reason = ActionSkip, "gone from the directory; sync.deprovision is none"
@@ -653,7 +694,7 @@ func (p *planner) planGone(l state.Link) error {
 		it.Action, it.Reason = ActionDelete, "gone from the directory"
 		return p.plan.add(it)
 	}
-	if rec.Active != "false" {
+	if rec.Active() != "false" {
 		it.Action, it.Reason = ActionDisable, "gone from the directory"
 		it.Changes = []Diff{{Attribute: keyActive, Old: "true", New: "false"}}
 		if !p.plan.caps.Patch {
@@ -667,8 +708,8 @@ func (p *planner) planGone(l state.Link) error {
 			return p.plan.add(it)
 		}
 		current := scim.Doc{}
-		if rec.Active != "" {
-			current["active"] = rec.Active == "true"
+		if rec.Active() != "" {
+			current["active"] = rec.Active() == "true"
 		}
 		ops, _, err := scim.Diff(scim.UserIndex(), current, scim.Values{paths[keyActive]: "false"}, []scim.AttrPath{paths[keyActive]})
 		if err != nil {
@@ -705,7 +746,7 @@ func (p *planner) recoverIntents() error {
 			rec, err := rl.byExternalID(p.ctx, in.ExternalID)
 			if err == nil && rec == nil {
 				rec, err = rl.byName(p.ctx, in.Name)
-				if rec != nil && rec.ExternalID != "" && rec.ExternalID != in.ExternalID {
+				if rec != nil && rec.ExternalID() != "" && rec.ExternalID() != in.ExternalID {
 					rec = nil
 				}
 			}
@@ -713,12 +754,12 @@ func (p *planner) recoverIntents() error {
 				return p.targetErr(err)
 			}
 			if rec != nil {
-				if _, taken, _ := p.v.LinkByTarget(state.LinkUser, rec.ID); !taken {
+				if _, taken, _ := p.v.LinkByTarget(state.LinkUser, rec.ID()); !taken {
 					now := p.e.now().UTC()
-					l := state.Link{ExternalID: in.ExternalID, TargetID: rec.ID, UserName: in.Name, DN: in.DN,
+					l := state.Link{ExternalID: in.ExternalID, TargetID: rec.ID(), UserName: in.Name, DN: in.DN,
 						Origin: state.OriginCreated, CreatedAt: in.At, UpdatedAt: now}
 					p.overlay[in.ExternalID] = &l
-					it.Link, it.TargetID = &l, rec.ID
+					it.Link, it.TargetID = &l, rec.ID()
 					it.Reason = fmt.Sprintf("created by run %d, which stopped before recording it: linked", in.RunID)
 					break
 				}
@@ -742,7 +783,7 @@ func (p *planner) recoverIntents() error {
 				p.overlay[in.ExternalID] = nil
 				it.Link, it.Forget, it.TargetID = &l, true, l.TargetID
 				it.Reason = fmt.Sprintf("%s by run %d, which stopped before recording it: forgetting it", in.Action, in.RunID)
-			case in.Action == string(ActionDisable) && rec.Active == "false" && l.DisabledAt.IsZero():
+			case in.Action == string(ActionDisable) && rec.Active() == "false" && l.DisabledAt.IsZero():
 				l.DisabledAt = in.At
 				p.overlay[in.ExternalID] = &l
 				it.Link, it.TargetID = &l, l.TargetID

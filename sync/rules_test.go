@@ -97,6 +97,11 @@ func TestSuffixesAreStableAndFit(t *testing.T) {
 // assignNames runs the name claims of a full read over ds (links: externalId -> linked name).
 func assignNames(m *Mapping, ds []Desired, links map[string]string) (map[string]string, map[string]Item) {
 	c := newClaims(m)
+	dns := map[string]string{}
+	for _, d := range ds {
+		dns[d.ExternalID] = d.DN
+	}
+	c.dnOf = func(ext string) string { return dns[ext] }
 	for _, d := range ds {
 		name, linked := links[d.ExternalID]
 		c.claim(d, linked, name)

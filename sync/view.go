@@ -2,6 +2,7 @@ package sync
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -137,19 +138,32 @@ func WriteJSON(w io.Writer, p *Plan) error {
 	bw.Write(head)
 	bw.WriteString(",\n  \"items\": [")
 	n := 0
-	err = p.Each(func(it Item) error {
-		raw, err := json.MarshalIndent(it, "    ", "  ")
-		if err != nil {
+	var indented bytes.Buffer
+	write := func(raw []byte) error {
+		indented.Reset()
+		if err := json.Indent(&indented, raw, "    ", "  "); err != nil {
 			return err
 		}
 		if n > 0 {
 			bw.WriteString(",")
 		}
 		bw.WriteString("\n    ")
-		bw.Write(raw)
+		bw.Write(indented.Bytes())
 		n++
 		return nil
-	})
+	}
+	if p.Blocked != nil {
+		// items carry whether the stop holds them back: decode them to set it
+		err = p.Each(func(it Item) error {
+			raw, err := json.Marshal(it)
+			if err != nil {
+				return err
+			}
+			return write(raw)
+		})
+	} else {
+		err = p.eachRaw(write)
+	}
 	if err != nil {
 		return err
 	}

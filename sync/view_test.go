@@ -3,8 +3,10 @@ package sync
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/scimsync/scimsync/scim"
@@ -91,5 +93,43 @@ func TestPlanJSONRoundTrip(t *testing.T) {
 	}
 	if first.String() != second.String() || back.Pending() != p.Pending() || len(back.Items()) != len(p.Items()) {
 		t.Fatalf("round trip differs:\n%s\n%s", first.String(), second.String())
+	}
+}
+
+// TestLargePlanSpillsAndStreams: a plan too large to keep spills to disk, reads back in order,
+// and its JSON (streamed from the spool without decoding) is the same document item for item.
+func TestLargePlanSpillsAndStreams(t *testing.T) {
+	p := newPlan("full")
+	defer p.Close()
+	const n = sortLimit + 5000
+	for i := 0; i < n; i++ {
+		body := map[string]any{"userName": fmt.Sprintf("user%06d", i), "title": strings.Repeat("x", 200)}
+		if err := p.add(Item{Action: ActionCreate, Name: fmt.Sprintf("user%06d", i), ExternalID: fmt.Sprint(i), Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seg := p.items.segs[segKey{KindUser, ActionCreate}]; seg.file == nil {
+		t.Fatal("a 5 MB segment did not spill to disk")
+	}
+	i := 0
+	err := p.Each(func(it Item) error {
+		if it.Name != fmt.Sprintf("user%06d", i) || it.Body["title"] == nil {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != n {
+		t.Fatalf("read back %d of %d: %v", i, n, err)
+	}
+	var out bytes.Buffer
+	if err := WriteJSON(&out, p); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Items []Item `json:"items"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || len(doc.Items) != n || doc.Items[n-1].Name != fmt.Sprintf("user%06d", n-1) {
+		t.Fatalf("streamed JSON: %d items, %v", len(doc.Items), err)
 	}
 }
