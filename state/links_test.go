@@ -170,7 +170,7 @@ func TestExclusiveCommitRefusesATargetIDAnotherLinkHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	commits := []Commit{
-		{Kind: LinkUser, Link: Link{ExternalID: "e2", TargetID: "t1", UserName: "bob"}, Exclusive: true},   // t1 is alice's
+		{Kind: LinkUser, Link: Link{ExternalID: "e2", TargetID: "t1", UserName: "bob"}, Exclusive: true},    // t1 is alice's
 		{Kind: LinkUser, Link: Link{ExternalID: "e1", TargetID: "t1", UserName: "alice2"}, Exclusive: true}, // alice again: fine
 		{Kind: LinkUser, Link: Link{ExternalID: "e3", TargetID: "t3", UserName: "carol"}, Exclusive: true},
 	}
