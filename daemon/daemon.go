@@ -64,6 +64,7 @@ type Settings struct {
 	Target  scimclient.TargetConfig
 	Mapping sync.MappingConfig
 	Sync    sync.Config
+	Groups  *sync.GroupsConfig       // nil: groups are not synced
 	Server  *scimserver.ServerConfig // nil: no SCIM server in this process
 	Admin   AdminConfig
 	State   state.Config
@@ -363,7 +364,7 @@ func (d *Daemon) runOnce(ctx context.Context, opts SyncOptions) (*Outcome, error
 		d.prog = nil
 		d.mu.Unlock()
 	}()
-	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync, Redactor: s.Redactor}, d.store, d.log,
+	eng, tgt, err := sync.Open(sync.Sections{LDAP: s.LDAP, Target: s.Target, Mapping: s.Mapping, Sync: s.Sync, Groups: s.Groups, Redactor: s.Redactor}, d.store, d.log,
 		func(src sync.Source) sync.Source { return countingSource{src, d.m, prog} })
 	if err != nil {
 		return nil, err

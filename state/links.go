@@ -40,19 +40,29 @@ type Link struct {
 	SourceUUID string `json:"sourceUUID,omitempty"`
 	Hash       string `json:"hash"` // of the values last applied to the target
 	Origin     Origin `json:"origin"`
-	// Members are the target ids of a group's members as last applied (groups only).
-	Members    []string  `json:"members,omitempty"`
+	// DNKey is the entry's DN normalised (ldap.NormalizeDN): group members name users by DN,
+	// in whatever escaping and case the directory chose.
+	DNKey string `json:"dnKey,omitempty"`
+	// Members are the external ids of a group's members as last applied (groups only): users,
+	// and groups when nesting is preserved.
+	Members []string `json:"members,omitempty"`
+	// Nested are the external ids of the groups that are direct members of a group in the
+	// directory (groups only), so a change below can be carried up without a full read.
+	Nested []string `json:"nested,omitempty"`
+	// Incomplete says some members the directory lists could not be applied yet (a user whose
+	// create failed, a nested group created in the same run): the next run plans it again.
+	Incomplete bool      `json:"incomplete,omitempty"`
 	DisabledAt time.Time `json:"disabledAt,omitzero"` // set while deprovisioned-but-not-deleted
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
 }
 
 // linkBuckets names the buckets of one kind's links and their indexes.
-type linkBuckets struct{ links, names, targets, uuids []byte }
+type linkBuckets struct{ links, names, targets, uuids, dns []byte }
 
 var linkSets = map[LinkKind]linkBuckets{
-	LinkUser:  {[]byte("links"), []byte("link_names"), []byte("link_targets"), []byte("link_uuids")},
-	LinkGroup: {[]byte("group_links"), []byte("group_link_names"), []byte("group_link_targets"), []byte("group_link_uuids")},
+	LinkUser:  {[]byte("links"), []byte("link_names"), []byte("link_targets"), []byte("link_uuids"), []byte("link_dns")},
+	LinkGroup: {[]byte("group_links"), []byte("group_link_names"), []byte("group_link_targets"), []byte("group_link_uuids"), []byte("group_link_dns")},
 }
 
 func nameKey(name string) []byte { return []byte(strings.ToLower(name)) }
@@ -138,6 +148,11 @@ func (v *View) byIndex(kind LinkKind, index []byte, key []byte) (Link, bool, err
 // LinkByName returns the link whose name (userName, group displayName) is name, ignoring case.
 func (v *View) LinkByName(kind LinkKind, name string) (Link, bool, error) {
 	return v.byIndex(kind, linkSets[kind].names, nameKey(name))
+}
+
+// LinkByDN returns the link whose entry has the normalised DN dnKey.
+func (v *View) LinkByDN(kind LinkKind, dnKey string) (Link, bool, error) {
+	return v.byIndex(kind, linkSets[kind].dns, []byte(dnKey))
 }
 
 // LinkByTarget returns the link to target resource id.
@@ -376,6 +391,11 @@ func index(tx *bolt.Tx, set linkBuckets, l Link) error {
 			return err
 		}
 	}
+	if l.DNKey != "" {
+		if err := tx.Bucket(set.dns).Put([]byte(l.DNKey), ext); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -385,7 +405,7 @@ func unindex(tx *bolt.Tx, set linkBuckets, l Link) error {
 	for _, e := range []struct {
 		bucket []byte
 		key    []byte
-	}{{set.names, nameKey(l.UserName)}, {set.targets, []byte(l.TargetID)}, {set.uuids, []byte(l.SourceUUID)}} {
+	}{{set.names, nameKey(l.UserName)}, {set.targets, []byte(l.TargetID)}, {set.uuids, []byte(l.SourceUUID)}, {set.dns, []byte(l.DNKey)}} {
 		if len(e.key) == 0 {
 			continue
 		}
@@ -402,7 +422,7 @@ func unindex(tx *bolt.Tx, set linkBuckets, l Link) error {
 // migrateLinkIndexes is migration 1 -> 2: the new buckets, and indexes of the existing links.
 func migrateLinkIndexes(tx *bolt.Tx) error {
 	for _, set := range linkSets {
-		for _, b := range [][]byte{set.links, set.names, set.targets, set.uuids} {
+		for _, b := range [][]byte{set.links, set.names, set.targets, set.uuids, set.dns} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

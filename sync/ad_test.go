@@ -126,3 +126,52 @@ func TestSyncFromSambaAD(t *testing.T) {
 	}
 	e.fullFindsNothing(runOpts{})
 }
+
+// TestSambaGroupBeyondTheRangeLimit reads an AD group of more than 1,500 members (AD returns
+// member;range=0-1499 and the rest on request) and sends it whole, in batches.
+func TestSambaGroupBeyondTheRangeLimit(t *testing.T) {
+	sambatest.Shared(t)
+	cfg := ldap.DefaultConfig()
+	cfg.URL, cfg.BindDN, cfg.BindPassword = sambatest.URL, sambatest.AdminDN, config.NewSecret(sambatest.AdminPW)
+	cfg.BaseDN, cfg.UserFilter, cfg.IDAttribute = sambatest.SeedOU, "(&(objectCategory=person)(objectClass=user))", "objectGUID"
+	e, tg := adEnv(t, cfg)
+	g := scimsync.DefaultGroupsConfig()
+	g.BaseDN, g.Filter, g.MemberAttributes = sambatest.SeedOU, "(objectClass=group)", []string{"member"}
+	plan, res, err := e.run(runOpts{groups: &g})
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	var big *scimsync.Item
+	for _, it := range plan.Items() {
+		if it.Kind == scimsync.KindGroup && "CN="+it.Name+","+sambatest.SeedOU == sambatest.BigGroup {
+			it := it
+			big = &it
+		}
+	}
+	if big == nil || big.Members == nil || big.Members.Total != sambatest.BigGroupMembers || len(big.Members.Add) != sambatest.BigGroupMembers {
+		t.Fatalf("the big group's plan: %+v", big)
+	}
+	posts, patches := 0, 0
+	for _, r := range tg.Requests() {
+		if strings.Contains(r.URI, "/Groups") {
+			switch r.Method {
+			case "POST":
+				posts++
+			case "PATCH":
+				patches++
+			}
+		}
+	}
+	if want := (sambatest.BigGroupMembers - 1) / g.Batch; posts != 1 || patches != want {
+		t.Errorf("%d POST and %d PATCH to /Groups, want 1 and %d (batches of %d)", posts, patches, want, g.Batch)
+	}
+	for _, grp := range tg.Groups() {
+		if grp["displayName"] == big.Name {
+			if n := len(scim.MemberIDs(grp["members"])); n != sambatest.BigGroupMembers {
+				t.Fatalf("%d members on the target, want %d", n, sambatest.BigGroupMembers)
+			}
+			return
+		}
+	}
+	t.Fatal("the big group is not on the target")
+}

@@ -115,9 +115,18 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 		run.Result = "stopped"
 		run.Errors = append(run.Errors, res.Stopped)
 	default:
-		if err := a.advanceCursor(); err != nil {
+		if err := a.advanceCursor(a.plan.cursor); err != nil {
 			outErr = err
 		}
+		if a.plan.GroupsBlocked == nil {
+			if err := a.advanceCursor(a.plan.groupCursor); err != nil {
+				outErr = err
+			}
+		}
+	}
+	if outErr == nil && a.plan.GroupsBlocked != nil {
+		run.Result, outErr = "stopped", fmt.Errorf("sync: %w: %s", ErrSafetyLimit, a.plan.GroupsBlocked.Message)
+		run.Errors = append(run.Errors, a.plan.GroupsBlocked.Message)
 	}
 	e.log.Info("apply finished", zap.Uint64("run", runID), zap.String("result", run.Result),
 		zap.Int("written", run.Counts["create"]+run.Counts["update"]+run.Counts["disable"]+run.Counts["delete"]),
@@ -132,14 +141,14 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 // refresh records the plan's state-only items.
 func (a *applier) refresh() error {
 	var commits []state.Commit
-	var clear []string
+	clear := map[state.LinkKind][]string{}
 	err := a.plan.eachOf([]Action{ActionRefresh, ActionSkip}, func(it Item) error {
 		switch {
 		case it.Action == ActionRefresh && it.Link != nil:
 			commits = append(commits, state.Commit{Kind: it.Kind.link(), Link: *it.Link, Forget: it.Forget,
 				Change: a.e.change(it, "record")})
 		case it.Action == ActionRefresh:
-			clear = append(clear, it.ExternalID)
+			clear[it.Kind.link()] = append(clear[it.Kind.link()], it.ExternalID)
 		case it.Action == ActionSkip && it.Forget:
 			commits = append(commits, state.Commit{Kind: it.Kind.link(), Link: state.Link{ExternalID: it.ExternalID}, Forget: true,
 				Change: a.e.change(it, "forget")})
@@ -157,7 +166,12 @@ func (a *applier) refresh() error {
 	if err := a.e.store.CommitBatch(a.runID, commits); err != nil {
 		return err
 	}
-	return a.e.store.ClearIntents(state.LinkUser, clear...)
+	for kind, ids := range clear {
+		if err := a.e.store.ClearIntents(kind, ids...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isWrite(it Item) bool {
@@ -169,6 +183,19 @@ func isWrite(it Item) bool {
 }
 
 // writes sends the plan's writes: creates and updates, then disables and deletes.
+// phases order a run's writes: users are created and updated before the groups that name
+// them, and deprovisioned after the groups they leave; each phase is committed before the next
+// starts, so a group's member ids are in state when it is sent.
+var phases = []struct {
+	kind    Kind
+	actions []Action
+}{
+	{KindUser, []Action{ActionCreate, ActionUpdate}},
+	{KindGroup, []Action{ActionCreate, ActionUpdate, ActionDelete}},
+	{KindUser, []Action{ActionDisable, ActionDelete}},
+}
+
+// writes sends the plan's writes, phase by phase.
 func (a *applier) writes(ctx context.Context, res *Result, progress Progress) error {
 	total := a.plan.writes() // blocked relinks are counted but not sent: progress may end short
 	if total == 0 {
@@ -184,10 +211,47 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	stopCtx, stop := context.WithCancelCause(runCtx) // the circuit breaker stops dispatching
 	defer stop(nil)
 	a.stop = stop
+	done := 0
+	for _, ph := range phases {
+		dispatchErr, err := a.phase(stopCtx, ph.kind, ph.actions, res, &done, total, progress)
+		if err != nil {
+			return err
+		}
+		if dispatchErr != nil {
+			if errors.Is(dispatchErr, scimclient.ErrCircuitOpen) {
+				res.Stopped = "the target kept failing, so the run stopped sending: " + a.e.redact(dispatchErr.Error())
+				a.e.log.Error(res.Stopped)
+				return nil
+			}
+			if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil || a.deadline.Err() != nil && ctx.Err() == nil {
+				res.Stopped = fmt.Sprintf("sync.max_run_time (%s) reached; the next run goes on from here", a.e.cfg.MaxRunTime.D())
+				a.e.log.Warn(res.Stopped)
+				return nil
+			}
+			if errors.Is(dispatchErr, context.Canceled) {
+				return nil // reported from ctx by the caller
+			}
+			return dispatchErr
+		}
+	}
+	return nil
+}
+
+// phase sends one phase's writes with target.concurrency workers and commits their outcomes;
+// it returns why dispatching stopped early (dispatchErr) apart from a failure to record (err).
+func (a *applier) phase(stopCtx context.Context, kind Kind, actions []Action, res *Result, done *int, total int,
+	progress Progress) (dispatchErr, err error) {
+	count := 0
+	for _, act := range actions {
+		count += a.plan.Kinds[kind][act]
+	}
+	if count == 0 {
+		return nil, nil
+	}
 	jobs := make(chan Item)
 	results := make(chan outcome, 4*intentBatch)
 	var workers gosync.WaitGroup
-	for w := 0; w < min(a.e.concurrency, total); w++ {
+	for w := 0; w < min(a.e.concurrency, count); w++ {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -197,7 +261,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 		}()
 	}
 	commitErr := make(chan error, 1)
-	go func() { commitErr <- a.commitLoop(results, res, total, progress) }()
+	go func() { commitErr <- a.commitLoop(results, res, done, total, progress) }()
 
 	// intents are written a batch ahead of dispatch, so their fsync overlaps the writes in
 	// flight instead of stalling the workers
@@ -228,8 +292,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 			return nil
 		}
 		size := max(intentBatch, 8*a.e.concurrency)
-		// creates and updates first, deprovisioning last: the plan's order is by action
-		err := a.plan.eachOf([]Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete}, func(it Item) error {
+		err := a.plan.eachOfKind(kind, actions, func(it Item) error {
 			if !isWrite(it) {
 				return nil
 			}
@@ -244,7 +307,6 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 		}
 		produced <- err
 	}()
-	var dispatchErr error
 	for batch := range batches {
 		for _, it := range batch {
 			if dispatchErr != nil {
@@ -263,34 +325,14 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	close(jobs)
 	workers.Wait()
 	close(results)
-	cerr := <-commitErr
-	if cerr != nil {
-		return cerr
-	}
-	if dispatchErr != nil {
-		if errors.Is(dispatchErr, scimclient.ErrCircuitOpen) {
-			res.Stopped = "the target kept failing, so the run stopped sending: " + a.e.redact(dispatchErr.Error())
-			a.e.log.Error(res.Stopped)
-			return nil
-		}
-		if errors.Is(dispatchErr, context.DeadlineExceeded) && ctx.Err() == nil || a.deadline.Err() != nil && ctx.Err() == nil {
-			res.Stopped = fmt.Sprintf("sync.max_run_time (%s) reached; the next run goes on from here", a.e.cfg.MaxRunTime.D())
-			a.e.log.Warn(res.Stopped)
-			return nil
-		}
-		if errors.Is(dispatchErr, context.Canceled) {
-			return nil // reported from ctx by the caller
-		}
-		return dispatchErr
-	}
-	return nil
+	return dispatchErr, <-commitErr
 }
 
 // commitLoop records outcomes as they come, many per transaction: it takes whatever has
 // arrived while the previous transaction was being written.
-func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, progress Progress) error {
+func (a *applier) commitLoop(results <-chan outcome, res *Result, done *int, total int, progress Progress) error {
 	var failed error
-	done, committed := 0, 0
+	committed := 0
 	for first := range results {
 		// linger a moment so one fsync records many writes: a commit per write would compete
 		// with the target's own fsyncs on the same disk (intents already cover a crash)
@@ -333,7 +375,7 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 			}
 		}
 		for _, o := range pending {
-			done++
+			*done++
 			if o.replanned {
 				res.Replanned++
 			}
@@ -353,7 +395,7 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, total int, pro
 				res.Done[o.it.Action]++
 			}
 			if progress != nil {
-				progress(done, total)
+				progress(*done, total)
 			}
 		}
 	}
@@ -366,14 +408,16 @@ func (a *applier) execute(ctx context.Context, it Item) outcome {
 		return outcome{it: it, err: err}
 	}
 	var o outcome
-	switch it.Action {
-	case ActionCreate:
+	switch {
+	case it.Kind == KindGroup:
+		o = a.group(ctx, it)
+	case it.Action == ActionCreate:
 		o = a.create(ctx, it)
-	case ActionUpdate:
+	case it.Action == ActionUpdate:
 		o = a.update(ctx, it)
-	case ActionDisable:
+	case it.Action == ActionDisable:
 		o = a.disable(ctx, it)
-	case ActionDelete:
+	case it.Action == ActionDelete:
 		o = a.remove(ctx, it)
 	}
 	o.it = it
@@ -704,7 +748,7 @@ func (a *applier) currentLink(ext string) (state.Link, bool, error) {
 }
 
 func (a *applier) linkFor(it Item, targetID string, origin state.Origin, prior *state.Link, now time.Time) state.Link {
-	l := state.Link{ExternalID: it.ExternalID, TargetID: targetID, UserName: it.Name, DN: it.DN,
+	l := state.Link{ExternalID: it.ExternalID, TargetID: targetID, UserName: it.Name, DN: it.DN, DNKey: dnKey(it.DN),
 		Hash: hashValues(it.Values), Origin: origin, CreatedAt: now, UpdatedAt: now}
 	if it.UUID != "" && it.UUID != it.ExternalID {
 		l.SourceUUID = it.UUID
@@ -717,8 +761,7 @@ func (a *applier) linkFor(it Item, targetID string, origin state.Origin, prior *
 
 // advanceCursor stores the directory cursor the plan's read ended at: every change it covers
 // has been applied and committed.
-func (a *applier) advanceCursor() error {
-	cu := a.plan.cursor
+func (a *applier) advanceCursor(cu *cursorUpdate) error {
 	if cu == nil {
 		return nil
 	}

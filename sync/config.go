@@ -78,6 +78,13 @@ func (c Config) Validate() config.Problems {
 	if c.MaxRunTime.D() < time.Second {
 		ps.Add("max_run_time", "must be at least 1s (an hour suits a daemon syncing every 15 minutes)")
 	}
+	ps = append(ps, c.validateOverrides()...)
+	return ps
+}
+
+// validateOverrides reports every problem of the override rules.
+func (c Config) validateOverrides() config.Problems {
+	var ps config.Problems
 	for i, r := range c.Overrides {
 		p := fmt.Sprintf("overrides[%d]", i)
 		n := 0

@@ -58,6 +58,7 @@ type Engine struct {
 	concurrency int
 	redact      func(string) string
 	fingerprint string
+	groups      *groupMapping // nil: groups are not synced
 }
 
 // Options are optional Engine settings.
@@ -70,6 +71,8 @@ type Options struct {
 	// Target names the target (its URL) in the configuration fingerprint: another target means
 	// a full reconcile, never a delta against state kept for the old one.
 	Target string
+	// Groups, when set, syncs groups too (the groups: section).
+	Groups *GroupsConfig
 }
 
 // New builds an engine; cfg is validated.
@@ -90,19 +93,25 @@ func New(cfg Config, mapping *Mapping, src Source, tgt Target, st *state.Store, 
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
 	}
+	var groups *groupMapping
+	if opts.Groups != nil {
+		if groups, err = compileGroups(*opts.Groups, mapping.profile); err != nil {
+			return nil, fmt.Errorf("sync: groups: %w", err)
+		}
+	}
 	if opts.Redact == nil {
 		opts.Redact = func(s string) string { return s }
 	}
 	return &Engine{cfg: cfg, mapping: mapping, rules: rules, source: src, target: tgt, store: st,
 		log: log.Named("sync"), now: opts.Now, concurrency: opts.Concurrency, redact: opts.Redact,
-		fingerprint: fingerprint(cfg, mapping, opts.Target)}, nil
+		fingerprint: fingerprint(cfg, mapping, opts.Target, opts.Groups), groups: groups}, nil
 }
 
 // fingerprint hashes what decides a run's plan besides the directory and the target's data:
 // the effective mapping, the override rules, deprovisioning and the target. A delta trusts
 // state only while it is unchanged: otherwise users a removed override rule no longer holds
 // back, or attributes a new mapping adds, would wait for their entries to change.
-func fingerprint(cfg Config, m *Mapping, target string) string {
+func fingerprint(cfg Config, m *Mapping, target string, groups *GroupsConfig) string {
 	raw, _ := json.Marshal(struct {
 		Profile     string
 		Mapping     MappingConfig
@@ -110,7 +119,8 @@ func fingerprint(cfg Config, m *Mapping, target string) string {
 		Deprovision string
 		DeleteAfter time.Duration
 		Target      string
-	}{m.profile.Name, Effective(m.profile.Name, m.cfg), cfg.Overrides, cfg.Deprovision, cfg.DeleteAfter.D(), target})
+		Groups      *GroupsConfig
+	}{m.profile.Name, Effective(m.profile.Name, m.cfg), cfg.Overrides, cfg.Deprovision, cfg.DeleteAfter.D(), target, groups})
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:8])
 }

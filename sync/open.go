@@ -15,6 +15,8 @@ type Sections struct {
 	Target  scimclient.TargetConfig
 	Mapping MappingConfig
 	Sync    Config
+	// Groups is the groups: section; nil when it is absent (groups are not synced).
+	Groups *GroupsConfig
 	// Redactor knows every secret of the configuration: the client redacts target answers with
 	// it and the engine the run errors it stores. nil: each part redacts only its own secret.
 	Redactor *config.Redactor
@@ -51,7 +53,7 @@ func Open(s Sections, st *state.Store, log *zap.Logger, wrap func(Source) Source
 	if wrap != nil {
 		source = wrap(src)
 	}
-	eo := Options{Concurrency: s.Target.Concurrency, Target: s.Target.URL}
+	eo := Options{Concurrency: s.Target.Concurrency, Target: s.Target.URL, Groups: s.Groups}
 	if s.Redactor != nil {
 		eo.Redact = s.Redactor.Redact
 	}

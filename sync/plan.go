@@ -103,6 +103,12 @@ type Item struct {
 	Forget bool `json:"forget,omitempty"`
 	// Link is what a refresh records in state.
 	Link *state.Link `json:"link,omitempty"`
+	// Members are a group's member changes (groups only).
+	Members *MemberChanges `json:"members,omitempty"`
+	// Want is every member a group has once applied, by external id (groups only).
+	Want []string `json:"want,omitempty"`
+	// Nested are the directory groups that are direct members of this group (groups only).
+	Nested []string `json:"nested,omitempty"`
 }
 
 // Relink is a managed user whose directory entry was replaced (a restore gives every entry a new
@@ -148,6 +154,8 @@ type Plan struct {
 	Notices       []string                `json:"notices,omitempty"` // defaults applied for this directory
 	Warnings      []string                `json:"warnings,omitempty"`
 	Blocked       *Block                  `json:"blocked,omitempty"`
+	GroupsBlocked *Block                  `json:"groups_blocked,omitempty"` // group deletions over the limit
+	GroupRead     *ReadInfo               `json:"group_read,omitempty"`
 	Summary       map[Action]int          `json:"summary"`
 	Kinds         map[Kind]map[Action]int `json:"kinds"`
 	Unchanged     int                     `json:"unchanged"`
@@ -159,10 +167,13 @@ type Plan struct {
 	items *spool
 	// what Apply needs besides the items: the target's capabilities, the payload they allow,
 	// and the cursor to store once everything is applied
-	caps     scimclient.Capabilities
-	payload  payload
-	cursor   *cursorUpdate
-	deadline time.Time // sync.max_run_time from when planning started: apply stops there too
+	caps        scimclient.Capabilities
+	payload     payload
+	cursor      *cursorUpdate
+	groupCursor *cursorUpdate
+	groupsKnown int
+	deadline    time.Time  // sync.max_run_time from when planning started: apply stops there too
+	onAdd       func(Item) // told of every item (the group planner learns which users are synced)
 }
 
 type cursorUpdate struct {
@@ -185,6 +196,9 @@ func (p *Plan) add(it Item) error {
 	}
 	if p.Kinds[it.Kind] == nil {
 		p.Kinds[it.Kind] = map[Action]int{}
+	}
+	if p.onAdd != nil {
+		p.onAdd(it)
 	}
 	p.Kinds[it.Kind][it.Action]++
 	if it.Kind == KindUser {
@@ -242,13 +256,34 @@ func (p *Plan) eachRaw(fn func([]byte) error) error {
 	return nil
 }
 
+// eachOfKind is eachOf for one kind.
+func (p *Plan) eachOfKind(kind Kind, actions []Action, fn func(Item) error) error {
+	for _, a := range viewOrder {
+		if !slices.Contains(actions, a) {
+			continue
+		}
+		err := p.items.each(segKey{kind, a}, func(it Item) error {
+			it.Blocked = p.blocks(it)
+			return fn(it)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writes counts the items Apply sends: every create, update, disable and delete the plan's
 // safety stop does not hold back.
 func (p *Plan) writes() int {
 	n := 0
-	for _, counts := range p.Kinds {
+	for kind, counts := range p.Kinds {
 		for _, a := range []Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete} {
-			if p.Blocked == nil || (p.Blocked.Kind != blockMissing && a != ActionDisable && a != ActionDelete) {
+			switch {
+			case p.Blocked != nil && p.Blocked.Kind == blockMissing:
+			case p.Blocked != nil && kind == KindUser && (a == ActionDisable || a == ActionDelete):
+			case p.GroupsBlocked != nil && kind == KindGroup && a == ActionDelete:
+			default:
 				n += counts[a]
 			}
 		}
@@ -273,6 +308,9 @@ func (p *Plan) Close() error {
 
 // blocks reports whether the plan's safety stop holds it back.
 func (p *Plan) blocks(it Item) bool {
+	if it.Kind == KindGroup && p.GroupsBlocked != nil && it.Action == ActionDelete {
+		return true
+	}
 	if p.Blocked == nil {
 		return false
 	}
@@ -288,16 +326,7 @@ func (p *Plan) blocks(it Item) bool {
 }
 
 // Pending reports whether applying the plan would change anything on the target.
-func (p *Plan) Pending() bool {
-	for _, k := range p.Kinds {
-		for _, a := range []Action{ActionCreate, ActionUpdate, ActionDisable, ActionDelete} {
-			if k[a] > 0 && !(p.Blocked != nil && (p.Blocked.Kind == blockMissing || a == ActionDisable || a == ActionDelete)) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func (p *Plan) Pending() bool { return p.writes() > 0 }
 
 // UnmarshalJSON reads a plan as WriteJSON printed it (the CLI shows a plan the daemon made).
 func (p *Plan) UnmarshalJSON(data []byte) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,8 +49,15 @@ type planner struct {
 	relinked map[string]bool   // external ids of links taken over by a new entry
 	taken    map[string]string // target id -> the external id of the entry that matched it
 	relinks  int
-	missing  int // created users the target's listing lacks
-	readFull bool
+	missing  int      // created users the target's listing lacks
+	notes    []string // warnings found while planning (group cycles, depth), each once
+
+	// what the group planner needs to know of the users (only when groups are synced)
+	readUsers map[string]idKey   // dnKey -> external id of every user mapped in this read
+	readUIDs  map[string]idKey   // lower(uid) -> external id, when members are named by uid
+	created   map[idKey]string   // users this plan creates, adopts or re-links -> name
+	outside   map[idKey]struct{} // users this plan leaves alone (hands-off, invalid, taken)
+	readFull  bool
 }
 
 // Plan reads directory, state and target and decides. It writes nothing anywhere.
@@ -103,6 +111,22 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	p.plan.Warnings = warnings
 	p.plan.caps, p.plan.payload = caps, pay
 	p.plan.Known = v.CountLinks(state.LinkUser)
+	if e.groups != nil && opts.OnlyUser == "" {
+		p.readUsers, p.readUIDs = map[string]idKey{}, map[string]idKey{}
+		p.created, p.outside = map[idKey]string{}, map[idKey]struct{}{}
+		p.plan.onAdd = func(it Item) {
+			if it.Kind != KindUser || it.ExternalID == "" {
+				return
+			}
+			k := keyOf(it.ExternalID)
+			switch {
+			case it.Action == ActionCreate, it.Action == ActionUpdate && (it.Adopt || it.Relink != nil):
+				p.created[k] = it.Name
+			case it.Action == ActionSkip, it.Action == ActionInvalid:
+				p.outside[k] = struct{}{}
+			}
+		}
+	}
 	return p, nil
 }
 
@@ -233,6 +257,12 @@ func (p *planner) run() error {
 	if err := p.gone(); err != nil {
 		return err
 	}
+	if err := p.planGroups(); err != nil {
+		return err
+	}
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(p.notes))) {
+		p.plan.Warnings = append(p.plan.Warnings, n)
+	}
 	if p.reconcile {
 		p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
 	}
@@ -249,6 +279,9 @@ func (p *planner) run() error {
 func (p *planner) directoryDefaults() []string {
 	m := p.e.mapping
 	attrs := m.Attributes()
+	if g := p.e.groups; g != nil && g.uidMembers {
+		attrs = append(attrs, "uid") // posixGroup members are named by uid
+	}
 	ad := strings.EqualFold(p.e.source.UserQuery(nil).IDAttribute, "objectGUID")
 	if !ad {
 		info, err := p.e.source.Discover(p.ctx)
@@ -279,6 +312,15 @@ func (p *planner) directoryDefaults() []string {
 // releaseEvery is how many users a scan of state goes through between releases of the state
 // file's mapped pages (View.Release): bounded RSS at 100,000 users, at no disk cost.
 const releaseEvery = 5000
+
+// dnKey is a DN in the one form every comparison uses (ldap.NormalizeDN); a DN the parser
+// refuses is compared lower-cased.
+func dnKey(dn string) string {
+	if k, err := ldap.NormalizeDN(dn); err == nil {
+		return k
+	}
+	return strings.ToLower(dn)
+}
 
 // readError carries an error of the planner's own out of the directory read unchanged.
 type readError struct{ err error }
@@ -322,6 +364,14 @@ func (p *planner) read(ch ldap.Change) error {
 		}
 		return p.add(Item{Action: ActionInvalid, DN: en.DN, ExternalID: en.ID, Name: en.First("uid"),
 			Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
+	}
+	if p.readUsers != nil {
+		p.readUsers[dnKey(en.DN)] = keyOf(d.ExternalID)
+		if p.e.groups.uidMembers {
+			if uid := en.First("uid"); uid != "" {
+				p.readUIDs[strings.ToLower(uid)] = keyOf(d.ExternalID)
+			}
+		}
 	}
 	sd := spooledDesired{D: d}
 	if p.e.needsEntry() {
@@ -592,11 +642,12 @@ func (p *planner) unchanged(d Desired, name, hash string, link state.Link) error
 	if uuid == d.ExternalID {
 		uuid = ""
 	}
-	if link.DN == d.DN && link.UserName == name && link.Hash == hash && link.DisabledAt.IsZero() && (uuid == "" || link.SourceUUID == uuid) {
+	key := dnKey(d.DN)
+	if link.DN == d.DN && link.DNKey == key && link.UserName == name && link.Hash == hash && link.DisabledAt.IsZero() && (uuid == "" || link.SourceUUID == uuid) {
 		return nil
 	}
 	l := link
-	l.DN, l.UserName, l.Hash, l.DisabledAt, l.UpdatedAt = d.DN, name, hash, time.Time{}, p.e.now().UTC()
+	l.DN, l.DNKey, l.UserName, l.Hash, l.DisabledAt, l.UpdatedAt = d.DN, key, name, hash, time.Time{}, p.e.now().UTC()
 	if uuid != "" {
 		l.SourceUUID = uuid
 	}

@@ -16,7 +16,18 @@ type Profile struct {
 	ForceExtensions []string
 	// NoDirectDelete refuses deprovision: delete; the target must see a disable first.
 	NoDirectDelete bool
+	// Groups are the group defaults matching the profile's model (groups: section).
+	Groups GroupDefaults
 }
+
+// GroupDefaults are a profile's defaults for groups.
+type GroupDefaults struct {
+	DisplayName string // template for displayName
+	Nesting     string
+}
+
+// plainGroups suits targets whose groups hold users and take any name.
+var plainGroups = GroupDefaults{DisplayName: "{cn}", Nesting: NestingFlatten}
 
 // lockedAccount matches accounts the directory marks as disabled or locked: 389-DS/FreeIPA
 // nsAccountLock, OpenLDAP ppolicy pwdAccountLockedTime, AD userAccountControl bit 2.
@@ -47,7 +58,8 @@ func profiles() map[string]Profile {
 				},
 				Required:   []string{"userName"},
 				DisabledIf: lockedAccount,
-			}},
+			},
+			Groups: plainGroups},
 		"nuage-vsd": {Name: "nuage-vsd", Summary: "Nuage VSD: userName 1-32 of [A-Za-z0-9-], first/last name and email required, LDAPUserDN, externalID, managementMode",
 			Mapping: MappingConfig{
 				Attributes: map[string]string{
@@ -68,7 +80,10 @@ func profiles() map[string]Profile {
 				DisabledIf:      lockedAccount,
 				UniqueUserNames: "suffix",
 			},
-			ForceExtensions: []string{scim.ScimsyncSchema}},
+			ForceExtensions: []string{scim.ScimsyncSchema},
+			// VSD groups hold users only (/groups/{id}/users): nested groups are flattened, and
+			// names keep to what VSD's own objects accept
+			Groups: GroupDefaults{DisplayName: `{cn | ascii | replace("[^A-Za-z0-9 ._-]", "-") | truncate(255)}`, Nesting: NestingFlatten}},
 		"passbolt": {Name: "passbolt", Summary: "Passbolt: userName is the email address (lower-cased), first and last name required, disable before delete",
 			Mapping: MappingConfig{
 				Attributes: map[string]string{
@@ -82,7 +97,8 @@ func profiles() map[string]Profile {
 				Rules:      map[string]Rule{"userName": emailRule, "emails.work": emailRule},
 				DisabledIf: lockedAccount,
 			},
-			NoDirectDelete: true},
+			NoDirectDelete: true,
+			Groups:         plainGroups},
 		"civis": {Name: "civis", Summary: "Civis: userName, displayName and email required; department, title and phone when present; deprovisioning deactivates",
 			Mapping: MappingConfig{
 				Attributes: map[string]string{
@@ -99,7 +115,9 @@ func profiles() map[string]Profile {
 				Required:   []string{"userName", "displayName", "emails.work"},
 				Rules:      map[string]Rule{"emails.work": emailRule},
 				DisabledIf: lockedAccount,
-			}},
+			},
+			// Civis users carry their groups (User.groups), which hold users: flattened
+			Groups: plainGroups},
 		"cloudomation": {Name: "cloudomation", Summary: "Cloudomation: userName and email at most 128 characters, description from the directory; deprovisioning sets is_enabled=false",
 			Mapping: MappingConfig{
 				Attributes: map[string]string{
@@ -116,7 +134,8 @@ func profiles() map[string]Profile {
 					"emails.work": {MaxLength: 128, Email: true},
 				},
 				DisabledIf: lockedAccount,
-			}},
+			},
+			Groups: plainGroups},
 	}
 }
 

@@ -161,6 +161,7 @@ type runOpts struct {
 	sync    func(*scimsync.Config)
 	mapping func(*scimsync.MappingConfig)
 	ldap    func(*ldap.Config)
+	groups  *scimsync.GroupsConfig
 	ctx     context.Context
 }
 
@@ -202,7 +203,7 @@ func (e *env) engine(o runOpts) (*scimsync.Engine, func()) {
 		e.t.Fatal(err)
 	}
 	eng, err := scimsync.New(scfg, mapping, src, e.newClient(), st, e.logger(),
-		scimsync.Options{Concurrency: 4, Now: func() time.Time { return e.clock }})
+		scimsync.Options{Concurrency: 4, Now: func() time.Time { return e.clock }, Groups: o.groups})
 	if err != nil {
 		e.t.Fatal(err)
 	}

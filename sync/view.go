@@ -60,6 +60,9 @@ func WriteText(w io.Writer, p *Plan) error {
 		for _, d := range it.Changes {
 			fmt.Fprintf(tw, "\t\t\t  %s: %s → %s\n", d.Attribute, quote(d.Old), quote(d.New))
 		}
+		if m := it.Members; m != nil {
+			fmt.Fprintf(tw, "\t\t\t  members: %s\n", memberLine(m))
+		}
 		for _, op := range it.Operations {
 			v := ""
 			if op.Value != nil {
@@ -85,6 +88,9 @@ func WriteText(w io.Writer, p *Plan) error {
 	if p.Blocked != nil {
 		fmt.Fprintf(bw, "STOPPED: %s\n", p.Blocked.Message)
 	}
+	if p.GroupsBlocked != nil {
+		fmt.Fprintf(bw, "STOPPED (groups): %s\n", p.GroupsBlocked.Message)
+	}
 	fmt.Fprintln(bw, SummaryLine(p))
 	return bw.Flush()
 }
@@ -98,6 +104,46 @@ func oneLine(s string) string {
 		return r
 	}, s)
 }
+
+// memberLine is a group's member changes in a line: counts, and names up to a few.
+func memberLine(m *MemberChanges) string {
+	names := func(sign string, ms []Member) string {
+		var parts []string
+		for i, x := range ms {
+			if i == memberNames {
+				parts = append(parts, fmt.Sprintf("… %d more", len(ms)-memberNames))
+				break
+			}
+			n := x.Name
+			if n == "" {
+				n = x.ExternalID
+			}
+			if x.Group {
+				n += " (group)"
+			}
+			parts = append(parts, n)
+		}
+		return fmt.Sprintf("%s%d (%s)", sign, len(ms), strings.Join(parts, ", "))
+	}
+	var out []string
+	if len(m.Add) > 0 {
+		out = append(out, names("+", m.Add))
+	}
+	if len(m.Remove) > 0 {
+		out = append(out, names("-", m.Remove))
+	}
+	out = append(out, fmt.Sprintf("%d in all", m.Total))
+	if m.Outside > 0 {
+		out = append(out, fmt.Sprintf("%d not synced users left out", m.Outside))
+	}
+	if m.Unmanaged > 0 {
+		out = append(out, fmt.Sprintf("%d unmanaged on the target left alone", m.Unmanaged))
+	}
+	return strings.Join(out, "; ")
+}
+
+// memberNames is how many member names a line shows; the JSON plan has them all.
+const memberNames = 10
 
 func quote(s string) string {
 	if s == "" {
@@ -152,7 +198,7 @@ func WriteJSON(w io.Writer, p *Plan) error {
 		n++
 		return nil
 	}
-	if p.Blocked != nil {
+	if p.Blocked != nil || p.GroupsBlocked != nil {
 		// items carry whether the stop holds them back: decode them to set it
 		err = p.Each(func(it Item) error {
 			raw, err := json.Marshal(it)

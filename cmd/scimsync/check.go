@@ -115,6 +115,9 @@ func (a *app) check(ctx context.Context) error {
 	if rep.Valid && cfg.has("ldap") {
 		failed = a.checkLDAP(ctx, cfg, rep) || failed
 	}
+	if rep.Valid && cfg.has("ldap") && cfg.has("groups") {
+		failed = a.checkGroups(ctx, cfg, rep) || failed
+	}
 	if rep.Valid && cfg.has("target") {
 		failed = a.checkTarget(ctx, cfg, rep) || failed
 	}
@@ -158,6 +161,39 @@ func (a *app) checkLDAP(ctx context.Context, cfg *fileConfig, rep *checkReport) 
 	return true
 }
 
+// checkGroups reads the groups the groups: section selects and counts them and the member
+// values they hold: what a sync would work through.
+func (a *app) checkGroups(ctx context.Context, cfg *fileConfig, rep *checkReport) (failed bool) {
+	src, err := ldap.New(cfg.LDAP)
+	if err == nil {
+		g := cfg.Groups
+		id := g.IDAttribute
+		if id == "" {
+			id = cfg.LDAP.IDAttribute
+		}
+		q := ldap.Query{BaseDN: g.BaseDN, Scope: g.Scope, Filter: g.Filter, Attributes: g.MemberAttributes, IDAttribute: id}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		groups, members := 0, 0
+		err = src.Search(cctx, q, "", func(e ldap.Entry) error {
+			groups++
+			for _, attr := range g.MemberAttributes {
+				members += len(e.Attrs[strings.ToLower(attr)])
+			}
+			return nil
+		})
+		cancel()
+		if err == nil {
+			rep.add("groups", "ok", "%d groups under %s match %s, with %d member values (nesting: %s)", groups, g.BaseDN, g.Filter, members, orDash(g.Nesting))
+			if groups == 0 {
+				rep.add("groups", "warning", "no group matches: check groups.base_dn and groups.filter")
+			}
+			return false
+		}
+	}
+	rep.add("groups", "failed", "%v", err)
+	return true
+}
+
 func (a *app) checkTarget(ctx context.Context, cfg *fileConfig, rep *checkReport) (failed bool) {
 	tgt, err := scimclient.NewClient(cfg.Target, zap.NewNop())
 	if err == nil {
@@ -176,6 +212,9 @@ func (a *app) checkTarget(ctx context.Context, cfg *fileConfig, rep *checkReport
 				patch = "supported"
 			}
 			rep.add("target", "ok", "%s answers; PATCH %s; User extensions: %s", cfg.Target.URL, patch, orDash(strings.Join(exts, ", ")))
+			if cfg.has("groups") && caps.Groups == nil {
+				rep.add("target", "warning", "the target declares no Group resource type: groups will not be synced")
+			}
 			return false
 		}
 	}

@@ -21,6 +21,7 @@ type fileConfig struct {
 	Target  scimclient.TargetConfig `yaml:"target"`
 	Mapping sync.MappingConfig      `yaml:"mapping"`
 	Sync    sync.Config             `yaml:"sync"`
+	Groups  sync.GroupsConfig       `yaml:"groups"` // synced when the section is present
 	Server  scimserver.ServerConfig `yaml:"server"`
 	Admin   daemon.AdminConfig      `yaml:"admin"`
 	State   state.Config            `yaml:"state"`
@@ -41,7 +42,7 @@ type logConfig struct {
 
 func defaults() fileConfig {
 	return fileConfig{
-		LDAP: ldap.DefaultConfig(), Target: scimclient.DefaultTargetConfig(), Sync: sync.DefaultConfig(),
+		LDAP: ldap.DefaultConfig(), Target: scimclient.DefaultTargetConfig(), Sync: sync.DefaultConfig(), Groups: sync.DefaultGroupsConfig(),
 		Server: scimserver.DefaultServerConfig(), Admin: daemon.DefaultAdminConfig(),
 		State: state.DefaultConfig(), Notify: notify.DefaultConfig(), Log: logConfig{Level: "info", ProgressInterval: config.Duration(5 * time.Second)},
 	}
@@ -113,6 +114,9 @@ func decodeConfig(f *config.File, need ...section) (*fileConfig, error) {
 	}
 	if contains(need, needLDAP) || contains(need, needTarget) {
 		ps.Merge("sync", cfg.Sync.Validate())
+		if f.Line("groups") > 0 {
+			ps.Merge("groups", cfg.Groups.Validate())
+		}
 		_, mps := sync.NewMapping(cfg.Target.Profile, cfg.Mapping)
 		for _, p := range mps {
 			if p.Path == "profile" {
@@ -210,10 +214,16 @@ func (c *fileConfig) settings() *daemon.Settings {
 		srv := c.Server
 		s.Server = &srv
 	}
+	s.Groups = c.sections().Groups
 	return s
 }
 
 // sections picks what one sync run is built from.
 func (c *fileConfig) sections() sync.Sections {
-	return sync.Sections{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Redactor: c.Log.redact}
+	sec := sync.Sections{LDAP: c.LDAP, Target: c.Target, Mapping: c.Mapping, Sync: c.Sync, Redactor: c.Log.redact}
+	if c.file != nil && c.file.Line("groups") > 0 {
+		g := c.Groups
+		sec.Groups = &g
+	}
+	return sec
 }

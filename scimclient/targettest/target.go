@@ -389,6 +389,16 @@ func (tg *Target) Users() []scim.Doc {
 	return docs
 }
 
+// Groups returns every stored group, members included, bypassing the misbehaviours.
+func (tg *Target) Groups() []scim.Doc {
+	tg.tb.Helper()
+	docs, err := tg.all("/Groups")
+	if err != nil {
+		tg.tb.Fatal(err)
+	}
+	return docs
+}
+
 // User returns one stored user by id, or nil.
 func (tg *Target) User(id string) scim.Doc {
 	tg.tb.Helper()
