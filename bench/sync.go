@@ -26,6 +26,9 @@ func benchSync(tb *benchTB, args []string) error {
 	conc := fs.Int("c", 16, "target.concurrency of the sync and clients of the raw create baseline")
 	changes := fs.Int("changes", 100, "users changed for the delta row")
 	logLevel := fs.String("log", "warn", "the sync's log level (info shows how long planning and applying take)")
+	groups := fs.Int("groups", 2000, "groups of -group-size members, plus one of -big-group members (0: no groups)")
+	groupSize := fs.Int("group-size", 50, "members of each group")
+	bigGroup := fs.Int("big-group", 10000, "members of the one big group")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +40,20 @@ func benchSync(tb *benchTB, args []string) error {
 	for i := 0; i < *n; i++ {
 		seed.WriteString(slapdtest.Person(fmt.Sprintf("user%06d", i), slapdtest.UUID(i), "Given", fmt.Sprintf("Sn%d", i),
 			fmt.Sprintf("user%06d@example.org", i)))
+	}
+	if *groups > 0 {
+		for g := 0; g < *groups; g++ {
+			members := make([]string, 0, *groupSize)
+			for m := 0; m < *groupSize; m++ {
+				members = append(members, slapdtest.PersonDN(fmt.Sprintf("user%06d", (g*(*groupSize)+m*7)%*n)))
+			}
+			seed.WriteString(slapdtest.GroupOfNames(fmt.Sprintf("group%05d", g), members...))
+		}
+		members := make([]string, 0, *bigGroup)
+		for m := 0; m < min(*bigGroup, *n); m++ {
+			members = append(members, slapdtest.PersonDN(fmt.Sprintf("user%06d", m)))
+		}
+		seed.WriteString(slapdtest.GroupOfNames("everyone", members...))
 	}
 	ds := slapdtest.Start(tb, seed.String())
 	seed.Reset()
@@ -76,7 +93,7 @@ state:
   path: %s/sync.db
 log:
   level: %s
-`, ds.URL, slapdtest.AdminDN, slapdtest.AdminPW, slapdtest.People, base, token, *conc, dir, *logLevel)), 0o600)
+%s`, ds.URL, slapdtest.AdminDN, slapdtest.AdminPW, slapdtest.People, base, token, *conc, dir, *logLevel, groupsSection(*groups))), 0o600)
 
 	ldapsearch := func() (time.Duration, error) {
 		t0 := time.Now()
@@ -85,6 +102,11 @@ log:
 			"uid", "cn", "sn", "givenName", "mail", "displayName", "title", "entryUUID").Output()
 		if err == nil && bytes.Count(out, []byte("\ndn: "))+1 != *n {
 			err = fmt.Errorf("ldapsearch returned %d entries", bytes.Count(out, []byte("\ndn: "))+1)
+		}
+		if err == nil && *groups > 0 {
+			// the groups a sync reads too, with their members
+			_, err = exec.Command("ldapsearch", "-x", "-LLL", "-H", ds.URL, "-D", slapdtest.AdminDN, "-w", slapdtest.AdminPW,
+				"-b", slapdtest.Groups, "-E", "pr=1000/noprompt", "(objectClass=groupOfNames)", "cn", "member", "entryUUID").Output()
 		}
 		return time.Since(t0), err
 	}
@@ -118,7 +140,12 @@ log:
 		}
 		return nil
 	}
-	if err := run("initial sync", *n, int64(*n)); err != nil {
+	// users, then groups: every group a POST, and a PATCH per further batch of 100 members
+	initialWrites := int64(*n)
+	if *groups > 0 {
+		initialWrites += int64(*groups) + int64(*groups)*int64(max(*groupSize-1, 0)/100) + 1 + int64((min(*bigGroup, *n)-1)/100)
+	}
+	if err := run("initial sync", *n, initialWrites); err != nil {
 		return err
 	}
 	if err := run("no change", *n, 0); err != nil {
@@ -131,6 +158,12 @@ log:
 	ds.Modify(tb, mods.String())
 	if err := run(fmt.Sprintf("%d changes", *changes), *changes, int64(*changes)); err != nil {
 		return err
+	}
+	if *groups > 0 {
+		ds.AddValues(tb, slapdtest.GroupDN("group00007"), "member", slapdtest.PersonDN(fmt.Sprintf("user%06d", *n-1)))
+		if err := run("1 membership change", 1, 1); err != nil {
+			return err
+		}
 	}
 	one := fmt.Sprintf("user%06d", *n/2)
 	ds.Replace(tb, slapdtest.PersonDN(one), "title", "Promoted")
@@ -146,6 +179,9 @@ log:
 	}
 
 	fmt.Printf("scimsync sync: %d users in slapd -> scimsync serve on loopback, target.concurrency %d\n", *n, *conc)
+	if *groups > 0 {
+		fmt.Printf("and %d groups of %d members plus one of %d (groups.nesting flatten, batches of 100)\n", *groups, *groupSize, min(*bigGroup, *n))
+	}
 	fmt.Printf("baselines measured in this run: ldapsearch -E pr=1000/noprompt of the same entries before each row;\n")
 	fmt.Printf("the target's raw create rate: %d POSTs from %d clients into a fresh scimsync serve: %.0f users/s (p50 %s, p99 %s)\n\n",
 		rawN, *conc, rawStat.rate(), rawStat.p(0.5).Round(time.Microsecond), rawStat.p(0.99).Round(time.Microsecond))
@@ -241,4 +277,12 @@ func listAll(base string) (int, time.Duration, error) {
 		n += len(page.Resources)
 		start += len(page.Resources)
 	}
+}
+
+// groupsSection is the groups: section of the bench's config, or nothing.
+func groupsSection(groups int) string {
+	if groups == 0 {
+		return ""
+	}
+	return fmt.Sprintf("groups:\n  base_dn: %s\n  filter: (objectClass=groupOfNames)\n  member_attributes: [member]\n", slapdtest.Groups)
 }
