@@ -148,6 +148,15 @@ func NewSyncReport(dry bool, out *Outcome, err error) (*SyncReport, error) {
 	return rep, nil
 }
 
+// maxAdminHeaderBytes bounds a request's header block on the admin listener: a bearer token
+// and a few short headers need far less than net/http's 1 MiB default.
+const maxAdminHeaderBytes = 64 << 10
+
+// newAdminServer is the admin listener's http.Server.
+func (d *Daemon) newAdminServer() *http.Server {
+	return &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxAdminHeaderBytes}
+}
+
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

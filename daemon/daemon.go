@@ -219,7 +219,7 @@ func (d *Daemon) Start() error {
 		d.stopServers(context.Background())
 		return fmt.Errorf("daemon: admin listen %s: %w", s.Admin.Listen, err)
 	}
-	d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	d.admin = d.newAdminServer()
 	go func() { _ = d.admin.Serve(d.adminLn) }()
 	if wd, err := sddaemon.SdWatchdogEnabled(false); err == nil && wd > 0 {
 		d.wdInterval = wd

@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_config_reloads_total",
 			Help: "Configuration reloads by outcome (applied, rejected)."}, []string{"outcome"}),
 		serverReqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_scim_server_requests_total",
-			Help: "Requests served by the SCIM server, by method and status."}, []string{"method", "status"}),
+			Help: "Requests served by the SCIM server, by method (GET, POST, PUT, PATCH, DELETE, other; unauthenticated for a missing or unknown token) and status."}, []string{"method", "status"}),
 		managed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scimsync_managed_users",
 			Help: "Target users the sync created or adopted, by state (active, disabled awaiting delete_after)."}, []string{"state"}),
 		lastResult: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "scimsync_last_run_result",
@@ -98,7 +98,7 @@ func (m *metrics) setLastResult(result string) {
 }
 
 func (m *metrics) observeSCIM(method string, status int) {
-	m.scimReqs.WithLabelValues(method, strconv.Itoa(status)).Inc()
+	m.scimReqs.WithLabelValues(methodLabel(method), statusLabel(status)).Inc()
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		m.throttled.Inc()
 	}
@@ -124,6 +124,9 @@ func (s *statusRecorder) Write(p []byte) (int, error) {
 	return s.ResponseWriter.Write(p)
 }
 
+// countServer counts the SCIM server's requests by method and status. Both labels come from a
+// fixed set: the method is whatever token the client sent, before it has authenticated, and
+// every distinct label value is a series the registry keeps for the life of the process.
 func (m *metrics) countServer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
@@ -131,6 +134,33 @@ func (m *metrics) countServer(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		m.serverReqs.WithLabelValues(r.Method, strconv.Itoa(rec.status)).Inc()
+		method := methodLabel(r.Method)
+		if rec.status == http.StatusUnauthorized {
+			// the SCIM server answers 401 only to a missing or unknown token: nothing about
+			// such a request is the client's to choose in our labels
+			method = unauthenticated
+		}
+		m.serverReqs.WithLabelValues(method, statusLabel(rec.status)).Inc()
 	})
+}
+
+// unauthenticated is the method label of requests refused for want of a valid token.
+const unauthenticated = "unauthenticated"
+
+// methodLabel maps a request method to GET, POST, PUT, PATCH, DELETE or other.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return method
+	}
+	return "other"
+}
+
+// statusLabel is the status as a label: 0 (no answer) or an HTTP status code, anything else
+// (a target may send any three digits) "other".
+func statusLabel(status int) string {
+	if status == 0 || (status >= 100 && status <= 599) {
+		return strconv.Itoa(status)
+	}
+	return "other"
 }

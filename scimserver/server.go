@@ -160,7 +160,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.httpSrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes}
 	s.done = make(chan error, 1)
 	go func() {
 		var err error
@@ -179,6 +179,11 @@ func (s *Server) Start() error {
 		zap.String("base_url", s.base))
 	return nil
 }
+
+// maxHeaderBytes bounds a request's header block, read before any token is checked. The
+// largest header an IdP sends is its bearer token (a JWT of a few KiB); net/http's 1 MiB
+// default let every unauthenticated connection hold a megabyte.
+const maxHeaderBytes = 64 << 10
 
 // Addr is the bound address (useful with port 0).
 func (s *Server) Addr() string { return s.listener.Addr().String() }

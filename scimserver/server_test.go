@@ -496,3 +496,23 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("stored %d users, want %d", got, writers*each+1)
 	}
 }
+
+func TestHugeHeadersAreRefusedBeforeAuthentication(t *testing.T) {
+	ts := startTestServer(t, "")
+	for _, tt := range []struct {
+		size int
+		want int
+	}{{1 << 10, http.StatusOK}, {200 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		req, _ := http.NewRequest("GET", ts.base+"/Users", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("X-Filler", strings.Repeat("a", tt.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("a %d-byte header: %d, want %d", tt.size, resp.StatusCode, tt.want)
+		}
+	}
+}
