@@ -3,11 +3,13 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -25,14 +27,33 @@ const APIFormatVersion = 1
 
 // StatusReport is GET /status, also what `scimsync status` prints while the daemon runs.
 type StatusReport struct {
-	FormatVersion int              `json:"format_version"`
-	Running       bool             `json:"running"`
-	NextRun       time.Time        `json:"next_run,omitzero"`
-	Schedule      string           `json:"schedule,omitempty"`
-	LastError     string           `json:"last_error,omitempty"`
-	ManagedUsers  int              `json:"managed_users"`
+	FormatVersion int       `json:"format_version"`
+	Running       bool      `json:"running"`
+	NextRun       time.Time `json:"next_run,omitzero"`
+	Schedule      string    `json:"schedule,omitempty"`
+	LastError     string    `json:"last_error,omitempty"`
+	ManagedUsers  int       `json:"managed_users"`
+	// OverrideCount is len(Overrides), or, in a limited report, how many there are.
+	OverrideCount int              `json:"override_count"`
 	Overrides     []state.Override `json:"overrides"`
 	Runs          []state.Run      `json:"runs"`
+	// Limited marks the report GET /status gives without the admin token: counts, results and
+	// times only. The overrides (user names), run errors and the last error (which may quote
+	// user names and the target's answers) need the token.
+	Limited bool `json:"limited,omitempty"`
+}
+
+// limit strips what names people or quotes errors, for a caller without the admin token.
+func (r *StatusReport) limit() {
+	r.Limited = true
+	r.LastError = ""
+	r.Overrides = []state.Override{}
+	runs := make([]state.Run, len(r.Runs))
+	for i, run := range r.Runs {
+		run.Errors = nil
+		runs[i] = run
+	}
+	r.Runs = runs
 }
 
 // RunsReport is GET /runs and `scimsync runs -o json`.
@@ -162,17 +183,92 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	// without the token, /status says how many and when, never who or why
 	mux.HandleFunc("GET /status", d.status)
-	mux.HandleFunc("GET /runs", d.runs)
-	mux.HandleFunc("GET /overrides", d.overrides)
-	// what names people and their attribute values needs the token, like every change
+	// what names people, quotes run errors or changes anything needs the token
+	mux.Handle("GET /runs", d.authorized(http.HandlerFunc(d.runs)))
+	mux.Handle("GET /overrides", d.authorized(http.HandlerFunc(d.overrides)))
 	mux.Handle("GET /runs/{id}", d.authorized(http.HandlerFunc(d.runShow)))
 	mux.Handle("GET /history/{user}", d.authorized(http.HandlerFunc(d.history)))
 	mux.Handle("POST /sync", d.authorized(http.HandlerFunc(d.syncNow)))
 	mux.Handle("POST /overrides", d.authorized(http.HandlerFunc(d.setOverride)))
 	mux.Handle("GET /loglevel", d.level)
 	mux.Handle("PUT /loglevel", d.authorized(d.level))
-	return mux
+	return d.checkHost(mux)
+}
+
+// checkHost refuses, on a loopback listener, requests whose Host header names anything but a
+// loopback address: a web page the administrator opens could otherwise rebind its own name to
+// 127.0.0.1 and read the open endpoints from their browser (DNS rebinding). Probes (/healthz,
+// /readyz) are answered whatever the Host. A listener on another address cannot know the
+// names it is reached by, so it checks nothing.
+func (d *Daemon) checkHost(next http.Handler) http.Handler {
+	host, _, _ := net.SplitHostPort(d.settings().Admin.Listen)
+	if !isLoopback(host) {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !loopbackHostHeader(r.Host) {
+			writeError(w, http.StatusMisdirectedRequest, "the admin listener answers only requests addressed to a loopback address (Host: 127.0.0.1, [::1] or localhost)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isLoopback reports whether host (an IP or a name, no port) is a loopback address or
+// localhost.
+func isLoopback(host string) bool {
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHostHeader reports whether a Host header ("127.0.0.1:9464", "[::1]:9464",
+// "localhost") names a loopback address; an HTTP/1.0 request without one passes.
+func loopbackHostHeader(h string) bool {
+	if h == "" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(h)
+	if err != nil {
+		host = h
+	}
+	return isLoopback(host)
+}
+
+// checkToken is nil when r carries the admin token; otherwise it says why not:
+// errNoAdminToken (none is configured), errMissingToken or errBadAdminToken.
+func (d *Daemon) checkToken(r *http.Request) error {
+	d.mu.Lock()
+	tok := d.adminTok
+	d.mu.Unlock()
+	h := r.Header.Get("Authorization")
+	switch {
+	case tok.IsZero():
+		return errNoAdminToken
+	case h == "":
+		return errMissingToken
+	case !sameToken(strings.TrimPrefix(h, "Bearer "), tok.Reveal()):
+		return errBadAdminToken
+	}
+	return nil
+}
+
+var (
+	errNoAdminToken  = errors.New("set admin.token (or admin.token_file) to use this endpoint")
+	errMissingToken  = errors.New("authentication required")
+	errBadAdminToken = errors.New("authentication failed: wrong admin token")
+)
+
+// sameToken compares two tokens in constant time, as SHA-256 digests: comparing the raw
+// values would return at once on a length mismatch, telling a prober the token's length.
+func sameToken(given, want string) bool {
+	g, w := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -192,21 +288,26 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 // open.
 func (d *Daemon) authorized(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d.mu.Lock()
-		tok := d.adminTok
-		d.mu.Unlock()
-		if tok.IsZero() {
-			writeError(w, http.StatusForbidden, "set admin.token (or admin.token_file) to use this endpoint")
-			return
-		}
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(tok.Reveal())) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="scimsync-admin"`)
-			writeError(w, http.StatusUnauthorized, "authentication required")
+		if refuseToken(w, d.checkToken(r)) {
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuseToken answers a failed token check (403 when no token is configured, 401 otherwise)
+// and reports whether it did.
+func refuseToken(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errNoAdminToken):
+		writeError(w, http.StatusForbidden, "%v", err)
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scimsync-admin"`)
+		writeError(w, http.StatusUnauthorized, "%v", err)
+	}
+	return true
 }
 
 // readyz is 503 while the last sync could not reach the directory or the target, or was held
@@ -242,11 +343,22 @@ func contactWord(ok *bool) string {
 	return "failed at the last sync"
 }
 
-func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
+// status is GET /status: the whole report with the admin token, the counts without one. A
+// wrong token is refused rather than answered with less, so the CLI says what is wrong.
+func (d *Daemon) status(w http.ResponseWriter, r *http.Request) {
+	// no Authorization header: the limited report, whether a token is configured or not
+	terr := d.checkToken(r)
+	full := terr == nil
+	if r.Header.Get("Authorization") != "" && refuseToken(w, terr) {
+		return
+	}
 	rep, err := d.Status(10)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
+	}
+	if !full {
+		rep.limit()
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
@@ -266,7 +378,7 @@ func (d *Daemon) Status(runs int) (*StatusReport, error) {
 		return nil, err
 	}
 	rep := &StatusReport{FormatVersion: APIFormatVersion, Running: d.running.Load(), NextRun: d.NextRun(),
-		Schedule: d.settings().Sync.Schedule, ManagedUsers: len(links), Runs: rs, Overrides: ovs}
+		Schedule: d.settings().Sync.Schedule, ManagedUsers: len(links), Runs: rs, Overrides: ovs, OverrideCount: len(ovs)}
 	if rep.Runs == nil {
 		rep.Runs = []state.Run{}
 	}

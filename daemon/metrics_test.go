@@ -85,7 +85,7 @@ func TestServerRequestLabelsComeFromAFixedSet(t *testing.T) {
 }
 
 func TestAdminListenerRefusesHugeHeaders(t *testing.T) {
-	d := &Daemon{log: zap.NewNop(), level: zap.NewAtomicLevel(), reg: prometheus.NewRegistry()}
+	d := &Daemon{log: zap.NewNop(), level: zap.NewAtomicLevel(), reg: prometheus.NewRegistry(), cur: &Settings{Admin: DefaultAdminConfig()}}
 	srv := d.newAdminServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

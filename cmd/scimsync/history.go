@@ -77,6 +77,7 @@ func (a *app) status(ctx context.Context, limit int) error {
 		rep.ManagedUsers = len(links)
 		ovs, err := st.Overrides()
 		rep.Overrides = daemon.SortedOverrides(ovs)
+		rep.OverrideCount = len(rep.Overrides)
 		return err
 	}, func(c *adminClient) error {
 		rep = &daemon.StatusReport{}
@@ -91,7 +92,7 @@ func (a *app) status(ctx context.Context, limit int) error {
 	if a.json() {
 		return a.emit(rep)
 	}
-	fmt.Fprintf(a.stdout, "state: %s — %d managed users, %d overrides\n", cfg.State.Path, rep.ManagedUsers, len(rep.Overrides))
+	fmt.Fprintf(a.stdout, "state: %s — %d managed users, %d overrides\n", cfg.State.Path, rep.ManagedUsers, rep.OverrideCount)
 	if !rep.NextRun.IsZero() {
 		running := ""
 		if rep.Running {
@@ -99,7 +100,13 @@ func (a *app) status(ctx context.Context, limit int) error {
 		}
 		fmt.Fprintf(a.stdout, "daemon: schedule %q, next run %s%s\n", rep.Schedule, rep.NextRun.Local().Format(time.DateTime), running)
 	}
-	return printRuns(a.stdout, rep.Runs)
+	if err := printRuns(a.stdout, rep.Runs); err != nil {
+		return err
+	}
+	if rep.Limited {
+		_, err = fmt.Fprintln(a.stdout, "(the daemon showed counts only: set admin.token or admin.token_file to see run errors and overrides)")
+	}
+	return err
 }
 
 func printRuns(w io.Writer, runs []state.Run) error {

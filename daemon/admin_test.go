@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/scimsync/scimsync/config"
+	"github.com/scimsync/scimsync/state"
+)
+
+const testAdminToken = "admin-token-0123456789abcdef0123456789"
+
+// adminDaemon is a daemon with a state file holding one failed run that names alice and an
+// override of alice, enough for the admin API's read endpoints.
+func adminDaemon(t *testing.T, listen string, token string) *Daemon {
+	t.Helper()
+	st, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	id, err := st.BeginRun(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishRun(state.Run{ID: id, Started: time.Now(), Finished: time.Now(), Result: "error",
+		Counts: map[string]int{"create": 1}, Errors: []string{`create user "alice": HTTP 409`}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetOverride("alice", state.ModeCMS, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s := &Settings{Admin: DefaultAdminConfig()}
+	s.Admin.Listen = listen
+	s.Sync.Schedule = "@every 1h"
+	d := &Daemon{log: zap.NewNop(), level: zap.NewAtomicLevel(), reg: prometheus.NewRegistry(), cur: s, store: st,
+		adminTok: config.NewSecret(token), lastErr: `create user "alice": HTTP 409`}
+	return d
+}
+
+type adminAnswer struct {
+	code int
+	body string
+}
+
+func adminCall(h http.Handler, method, path, host, token string) adminAnswer {
+	r := httptest.NewRequest(method, path, nil)
+	if host != "" {
+		r.Host = host
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return adminAnswer{rec.Code, rec.Body.String()}
+}
+
+func TestAdminReadEndpointsNeedTheTokenAndStatusShowsOnlyCounts(t *testing.T) {
+	d := adminDaemon(t, "127.0.0.1:9464", testAdminToken)
+	h := d.adminHandler()
+	const host = "127.0.0.1:9464"
+	for _, path := range []string{"/runs", "/overrides", "/runs/1", "/history/alice"} {
+		if a := adminCall(h, "GET", path, host, ""); a.code != http.StatusUnauthorized || strings.Contains(a.body, "alice") {
+			t.Errorf("GET %s without the token: %d %s", path, a.code, a.body)
+		}
+		if a := adminCall(h, "GET", path, host, "wrong"); a.code != http.StatusUnauthorized {
+			t.Errorf("GET %s with a wrong token: %d", path, a.code)
+		}
+		if a := adminCall(h, "GET", path, host, testAdminToken); a.code != http.StatusOK {
+			t.Errorf("GET %s with the token: %d %s", path, a.code, a.body)
+		}
+	}
+	if a := adminCall(h, "GET", "/runs", host, testAdminToken); !strings.Contains(a.body, "alice") {
+		t.Errorf("GET /runs with the token lacks the run's error: %s", a.body)
+	}
+
+	// /status: counts without the token, everything with it, a wrong token refused
+	a := adminCall(h, "GET", "/status", host, "")
+	var rep StatusReport
+	if err := json.Unmarshal([]byte(a.body), &rep); err != nil || a.code != http.StatusOK {
+		t.Fatalf("GET /status without the token: %d %s", a.code, a.body)
+	}
+	if strings.Contains(a.body, "alice") || strings.Contains(a.body, "409") || !rep.Limited ||
+		rep.OverrideCount != 1 || len(rep.Overrides) != 0 || len(rep.Runs) != 1 || rep.Runs[0].Result != "error" ||
+		rep.Runs[0].Counts["create"] != 1 || rep.Schedule != "@every 1h" {
+		t.Errorf("limited status: %s", a.body)
+	}
+	a = adminCall(h, "GET", "/status", host, testAdminToken)
+	rep = StatusReport{}
+	_ = json.Unmarshal([]byte(a.body), &rep)
+	if rep.Limited || len(rep.Overrides) != 1 || rep.OverrideCount != 1 || rep.LastError == "" || len(rep.Runs[0].Errors) != 1 {
+		t.Errorf("full status: %s", a.body)
+	}
+	if a := adminCall(h, "GET", "/status", host, "wrong"); a.code != http.StatusUnauthorized {
+		t.Errorf("GET /status with a wrong token: %d", a.code)
+	}
+
+	// no token configured: the counts still, everything else refused as unconfigured
+	d = adminDaemon(t, "127.0.0.1:9464", "")
+	h = d.adminHandler()
+	if a := adminCall(h, "GET", "/status", host, ""); a.code != http.StatusOK || !strings.Contains(a.body, `"limited": true`) {
+		t.Errorf("status without a configured token: %d %s", a.code, a.body)
+	}
+	if a := adminCall(h, "GET", "/runs", host, ""); a.code != http.StatusForbidden || !strings.Contains(a.body, "admin.token") {
+		t.Errorf("runs without a configured token: %d %s", a.code, a.body)
+	}
+}
+
+func TestLoopbackAdminListenerRefusesForeignHostHeaders(t *testing.T) {
+	tests := []struct {
+		listen, host, path string
+		want               int
+	}{
+		{"127.0.0.1:9464", "127.0.0.1:9464", "/metrics", 200},
+		{"127.0.0.1:9464", "localhost:9464", "/metrics", 200},
+		{"127.0.0.1:9464", "[::1]:9464", "/metrics", 200},
+		{"127.0.0.1:9464", "LOCALHOST", "/status", 200},
+		{"127.0.0.1:9464", "attacker.example:9464", "/metrics", http.StatusMisdirectedRequest},
+		{"127.0.0.1:9464", "attacker.example:9464", "/status", http.StatusMisdirectedRequest},
+		{"127.0.0.1:9464", "127.0.0.1.attacker.example", "/loglevel", http.StatusMisdirectedRequest},
+		{"127.0.0.1:9464", "attacker.example:9464", "/healthz", 200}, // probes answer whatever the name
+		{"[::1]:9464", "attacker.example", "/metrics", http.StatusMisdirectedRequest},
+		{"localhost:9464", "attacker.example", "/metrics", http.StatusMisdirectedRequest},
+		{"0.0.0.0:9464", "scimsync.example.org:9464", "/metrics", 200}, // its names are unknown
+	}
+	for _, tt := range tests {
+		d := adminDaemon(t, tt.listen, testAdminToken)
+		if a := adminCall(d.adminHandler(), "GET", tt.path, tt.host, ""); a.code != tt.want {
+			t.Errorf("listen %s, Host %s, GET %s: %d, want %d", tt.listen, tt.host, tt.path, a.code, tt.want)
+		}
+	}
+}
+
+func TestSameToken(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{{"abc", "abc", true}, {"abc", "abd", false}, {"abc", "abcd", false}, {"", "x", false}, {"", "", true}} {
+		if got := sameToken(tt.a, tt.b); got != tt.want {
+			t.Errorf("sameToken(%q, %q) = %v", tt.a, tt.b, got)
+		}
+	}
+}
