@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/state"
+	"github.com/scimsync/scimsync/sync"
 )
 
 const testAdminToken = "admin-token-0123456789abcdef0123456789"
@@ -148,5 +152,39 @@ func TestSameToken(t *testing.T) {
 		if got := sameToken(tt.a, tt.b); got != tt.want {
 			t.Errorf("sameToken(%q, %q) = %v", tt.a, tt.b, got)
 		}
+	}
+}
+
+func TestRunErrorsLeaveTheDaemonRedacted(t *testing.T) {
+	const secret = "bind-secret-5c1d9e"
+	d := adminDaemon(t, "127.0.0.1:9464", testAdminToken)
+	d.m = newMetrics(prometheus.NewRegistry(), BuildInfo{})
+	d.cur.Redactor = config.NewRedactor(secret)
+	d.ctx = context.Background()
+	d.lastErr = ""
+	h := d.adminHandler()
+
+	// an error quoting a secret: the caller, POST /sync's report and /status get it redacted,
+	// and errors.Is still finds what it wraps
+	d.runSync = func(context.Context, SyncOptions) (*Outcome, error) {
+		return nil, fmt.Errorf("ldap: bind said %q: %w", secret, sync.ErrSourceFailed)
+	}
+	_, err := d.SyncNow(context.Background(), SyncOptions{})
+	if err == nil || strings.Contains(err.Error(), secret) || !errors.Is(err, sync.ErrSourceFailed) {
+		t.Fatalf("SyncNow: %v", err)
+	}
+	if a := adminCall(h, "GET", "/status", "127.0.0.1:9464", testAdminToken); strings.Contains(a.body, secret) ||
+		!strings.Contains(a.body, config.Redacted) {
+		t.Fatalf("status quotes the secret: %s", a.body)
+	}
+	if a := adminCall(h, "POST", "/sync", "127.0.0.1:9464", testAdminToken); a.code != http.StatusInternalServerError ||
+		strings.Contains(a.body, secret) || !strings.Contains(a.body, config.Redacted) {
+		t.Fatalf("POST /sync: %d %s", a.code, a.body)
+	}
+
+	// a panic whose value quotes it
+	d.runSync = func(context.Context, SyncOptions) (*Outcome, error) { panic("token " + secret + " rejected") }
+	if _, err := d.SyncNow(context.Background(), SyncOptions{DryRun: true}); err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("panic: %v", err)
 	}
 }

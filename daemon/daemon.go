@@ -342,6 +342,9 @@ func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, e
 			err = fmt.Errorf("daemon: sync panicked: %v", r)
 			d.log.Error("sync panicked", zap.Any("panic", r), zap.Stack("stack"))
 		}
+		// the error goes to POST /sync's report and the CLI: it may quote what the directory
+		// or the target answered, or a panic's value
+		err = d.redactor().Error(err)
 	}()
 	started := time.Now()
 	out, err = d.runSync(ctx, opts)
@@ -349,6 +352,14 @@ func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, e
 		d.recordOutcome(started, opts, out, err)
 	}
 	return out, err
+}
+
+// redactor is the process's one Redactor (nil, which redacts nothing, before settings exist).
+func (d *Daemon) redactor() *config.Redactor {
+	if s := d.settings(); s != nil {
+		return s.Redactor
+	}
+	return nil
 }
 
 // runOnce is the daemon's one call site of the sync engine: open, plan, record a failed plan,
@@ -461,7 +472,7 @@ func (d *Daemon) recordOutcome(started time.Time, opts SyncOptions, out *Outcome
 	}
 	d.lastErr = ""
 	if err != nil {
-		d.lastErr = err.Error()
+		d.lastErr = s.Redactor.Redact(err.Error()) // shown by GET /status
 	}
 	n := d.notifier
 	d.mu.Unlock()

@@ -90,9 +90,16 @@ func (c Config) Validate() config.Problems {
 	case c.URL == "":
 		ps.Add("url", "required (ldap://host:389, ldaps://host:636 or file:///path/to/export.ldif)")
 	case err != nil:
+		// the reason only: url.Error quotes the whole value, which may hold a password
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		ps.Add("url", "not a URL: %v", err)
 	case u.Scheme != "ldap" && u.Scheme != "ldaps" && u.Scheme != "file":
 		ps.Add("url", "scheme must be ldap, ldaps or file, got %q", u.Scheme)
+	case u.User != nil:
+		ps.Add("url", "must not carry credentials: they would be printed with the URL in errors and logs; use bind_dn with bind_password or bind_password_file")
 	case u.Scheme == "ldaps" && c.StartTLS:
 		ps.Add("start_tls", "ldaps:// is already TLS; start_tls goes with ldap://")
 	}

@@ -53,6 +53,17 @@ type checkReport struct {
 	OK            bool           `json:"ok"`
 }
 
+// redact removes every secret of the file from the report's messages: they quote what the
+// directory and the target answered, and values of the file.
+func (r *checkReport) redact(red *config.Redactor) {
+	for i := range r.Problems {
+		r.Problems[i].Message = red.Redact(r.Problems[i].Message)
+	}
+	for i := range r.Checks {
+		r.Checks[i].Message = red.Redact(r.Checks[i].Message)
+	}
+}
+
 func (r *checkReport) add(name, status, format string, args ...any) {
 	r.Checks = append(r.Checks, checkItem{Name: name, Status: status, Message: fmt.Sprintf(format, args...)})
 }
@@ -84,6 +95,9 @@ func (a *app) check(ctx context.Context) error {
 		need = append(need, needServer)
 	}
 	cfg, err := decodeConfig(f, need...)
+	if cfg != nil {
+		a.red = cfg.Log.redact
+	}
 	var ps config.Problems
 	switch {
 	case errors.As(err, &ps):
@@ -126,6 +140,7 @@ func (a *app) check(ctx context.Context) error {
 	}
 	rep.OK = !failed
 	rep.Next = nextSteps(a.configPath, cfg, rep, failed)
+	rep.redact(a.red)
 	if a.json() {
 		if err := a.emit(rep); err != nil {
 			return err
@@ -195,7 +210,7 @@ func (a *app) checkGroups(ctx context.Context, cfg *fileConfig, rep *checkReport
 }
 
 func (a *app) checkTarget(ctx context.Context, cfg *fileConfig, rep *checkReport) (failed bool) {
-	tgt, err := scimclient.NewClient(cfg.Target, zap.NewNop())
+	tgt, err := scimclient.NewClient(cfg.Target, zap.NewNop(), scimclient.WithRedactor(cfg.Log.redact))
 	if err == nil {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		var caps scimclient.Capabilities

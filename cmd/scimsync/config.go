@@ -59,17 +59,14 @@ const (
 )
 
 // loadConfig reads path strictly and validates the sections the command uses, reporting every
-// problem with its key path and line.
+// problem with its key path and line. On problems it returns them with the config as far as
+// it decoded (see decodeConfig), whose redactor already knows the file's secrets.
 func loadConfig(path string, need ...section) (*fileConfig, error) {
 	f, err := config.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := decodeConfig(f, need...)
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return decodeConfig(f, need...)
 }
 
 // decodeConfig decodes and validates f. On problems it returns them with the config as far as

@@ -66,6 +66,9 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil || errors.Is(err, errPending) {
 		return code
 	}
+	// an error may quote what a directory or target answered, or a value of the file: no
+	// secret of the file leaves the process in it
+	err = a.red.Error(err)
 	name := "scimsync"
 	if cmd != nil {
 		name = cmd.CommandPath()

@@ -27,6 +27,9 @@ type app struct {
 	logLevel   string
 
 	printed bool
+	// red knows the config file's secrets once it is read: execute redacts the error it
+	// prints with it.
+	red *config.Redactor
 }
 
 const rootLong = `scimsync keeps a SCIM 2.0 endpoint in step with an LDAP directory (Active Directory,
@@ -124,6 +127,10 @@ func (a *app) rootCmd() *cobra.Command {
 // log-level flags.
 func (a *app) load(need ...section) (*fileConfig, error) {
 	cfg, err := loadConfig(a.configPath, need...)
+	if cfg != nil && a.red == nil {
+		// the first file read is the one whose secrets the command's errors may quote
+		a.red = cfg.Log.redact
+	}
 	if err != nil {
 		return nil, err
 	}

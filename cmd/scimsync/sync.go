@@ -241,6 +241,7 @@ func (a *app) syncResult(f syncFlags, out *daemon.Outcome, err error) error {
 	if errors.Is(err, errPrint) {
 		return err
 	}
+	err = a.red.Error(err) // the report's "error" leaves the process
 	if a.json() {
 		rep, rerr := daemon.NewSyncReport(f.dryRun, out, err)
 		if rerr != nil {
