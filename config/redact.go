@@ -134,6 +134,37 @@ func (r *Redactor) Redact(s string) string {
 	return s
 }
 
+// minSecretPrefix is the shortest start of a secret MaskTail hides: shorter ones would match
+// ordinary words.
+const minSecretPrefix = 8
+
+// MaskTail replaces a start of a known secret, at least minSecretPrefix bytes long, that ends
+// s (before any trailing dots, ellipsis or spaces) with Redacted. That is what a server leaves
+// when it cuts its echo of a token short ("invalid token abcdef0123…"): Redact only knows whole
+// secrets. A nil Redactor returns s unchanged.
+func (r *Redactor) MaskTail(s string) string {
+	if r.Empty() {
+		return s
+	}
+	body := strings.TrimRight(s, " .…")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cut := len(body)
+	for secret := range r.secrets {
+		// the earliest start i from which the rest of body begins secret (the longest prefix)
+		for i := max(0, len(body)-len(secret)+1); i <= len(body)-minSecretPrefix; i++ {
+			if body[i] == secret[0] && strings.HasPrefix(secret, body[i:]) {
+				cut = min(cut, i)
+				break
+			}
+		}
+	}
+	if cut == len(body) {
+		return s
+	}
+	return body[:cut] + Redacted + s[len(body):]
+}
+
 // Error returns err with its message redacted; errors.Is and errors.As still see the chain.
 // An error whose message holds no secret is returned as is, so sentinel comparisons hold.
 func (r *Redactor) Error(err error) error {

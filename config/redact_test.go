@@ -271,3 +271,49 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+func TestMaskTail(t *testing.T) {
+	const tok = "s3cr3t-token-abcdef0123456789"
+	r := NewRedactor(tok, "short1")
+	for _, tt := range []struct{ in, want string }{
+		{"invalid token " + tok[:20] + "...", "invalid token " + Redacted + "..."},
+		{"invalid token " + tok[:8] + "…", "invalid token " + Redacted + "…"},
+		{"invalid token " + tok[:7], "invalid token " + tok[:7]},                     // too short to tell from a word
+		{"token " + tok[:20] + " was refused", "token " + tok[:20] + " was refused"}, // not at the end: a whole secret is Redact's job
+		{tok[:len(tok)-1], Redacted},
+		{"short1 and short", "short1 and short"},
+		{"", ""},
+		{"...", "..."},
+	} {
+		if got := r.MaskTail(tt.in); got != tt.want {
+			t.Errorf("MaskTail(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	var none *Redactor
+	if got := none.MaskTail("abc"); got != "abc" {
+		t.Errorf("nil Redactor: %q", got)
+	}
+}
+
+func FuzzMaskTail(f *testing.F) {
+	const tok = "s3cr3t-token-abcdef0123456789"
+	r := NewRedactor(tok)
+	f.Add("invalid token s3cr3t-token-ab...", 5)
+	f.Add(strings.Repeat("s3cr3t-", 1000), 3)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n = max(0, min(n, len(tok)-1)) // a proper start: a whole secret is Redact's job
+		in := s + tok[:n]
+		out := r.MaskTail(in)
+		if n >= minSecretPrefix && strings.HasSuffix(out, tok[:n]) {
+			t.Fatalf("MaskTail(%q) = %q keeps %d bytes of the secret", in, out, n)
+		}
+		if out == in {
+			return
+		}
+		i := strings.LastIndex(out, Redacted)
+		if i < 0 || !strings.HasPrefix(in, out[:i]) || !strings.HasSuffix(in, out[i+len(Redacted):]) ||
+			strings.Trim(out[i+len(Redacted):], " .…") != "" {
+			t.Fatalf("MaskTail(%q) = %q changed more than the tail", in, out)
+		}
+	})
+}

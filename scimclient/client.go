@@ -300,7 +300,7 @@ func (c *Client) resource(resp response, name string, need bool) (Resource, erro
 // sameResource checks that an answer about id is about id.
 func (c *Client) sameResource(res Resource, id, name string) error {
 	if got := res.ID(); got != "" && !strings.EqualFold(got, id) {
-		return c.red.Error(fmt.Errorf("scim: %s: %w (id %q)", name, ErrWrongResource, Sanitize(got)))
+		return fmt.Errorf("scim: %s: %w (id %q)", name, ErrWrongResource, c.text(got, MaxTextLen))
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func (c *Client) sameResource(res Resource, id, name string) error {
 // parent path) or carry control characters.
 func (c *Client) resourcePath(ep Endpoint, id string) (string, error) {
 	if err := validID(id); err != nil {
-		return "", fmt.Errorf("scim: %s/%q: %w", ep, Sanitize(id), err)
+		return "", fmt.Errorf("scim: %s/%q: %w", ep, c.text(id, MaxTextLen), err)
 	}
 	return string(ep) + "/" + url.PathEscape(id), nil
 }

@@ -65,8 +65,10 @@ const maxErrorBody = 64 << 10
 
 // parseErrorBody reads a target's error answer: a SCIM error ({"scimType", "detail"}, status as
 // a string or a number), the shapes other APIs use ("message", "error_description", "error",
-// SCIM 1.1 "Errors"), or, when it is not JSON, the start of the text itself (an HTML error page
-// from a proxy says more than nothing). The result is raw: callers sanitise it.
+// SCIM 1.1 "Errors"), or, when it is not JSON, the text itself (an HTML error page from a proxy
+// says more than nothing). The result is raw and unbounded (the body is, by maxErrorBody):
+// callers redact it whole and only then bound it, so a cut never splits a secret into a
+// prefix that no longer matches it.
 func parseErrorBody(body []byte) (scimType, detail string) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -76,7 +78,7 @@ func parseErrorBody(body []byte) (scimType, detail string) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&doc); err != nil || doc == nil {
-		return "", string(body[:min(len(body), 2048)])
+		return "", string(body)
 	}
 	if s, ok := getFold(doc, "scimType").(string); ok {
 		scimType = s

@@ -92,7 +92,7 @@ func (c *Client) ListWith(ctx context.Context, ep Endpoint, opts ListOptions, fn
 				return untrusted("a resource at startIndex %d: %v", start, err)
 			}
 			if _, dup := seen[id]; dup {
-				return untrusted("resource %q is listed twice (again at startIndex %d): the target ignores startIndex or reorders while paging", Sanitize(id), start)
+				return untrusted("resource %q is listed twice (again at startIndex %d): the target ignores startIndex or reorders while paging", c.text(id, MaxTextLen), start)
 			}
 			seen[id] = struct{}{}
 			switch {
@@ -195,11 +195,11 @@ func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]R
 			return nil, untrusted("%v", err)
 		}
 		if seen[id] {
-			return nil, untrusted("resource %q returned twice", Sanitize(id))
+			return nil, untrusted("resource %q returned twice", c.text(id, MaxTextLen))
 		}
 		seen[id] = true
 		if !holds(d, attr, value) {
-			return nil, untrusted("resource %q does not match the filter: the target ignores filters", Sanitize(id))
+			return nil, untrusted("resource %q does not match the filter: the target ignores filters", c.text(id, MaxTextLen))
 		}
 		out = append(out, Resource{Doc: d, ETag: metaVersion(d)})
 	}

@@ -316,7 +316,7 @@ func (c *Client) resolve(from, loc string) (string, error) {
 	}
 	ref, err := url.Parse(strings.TrimSpace(loc))
 	if err != nil {
-		return "", fmt.Errorf("unreadable Location %q", Sanitize(c.red.Redact(loc)))
+		return "", fmt.Errorf("unreadable Location %q", c.text(loc, MaxTextLen))
 	}
 	u := base.ResolveReference(ref)
 	if u.User != nil {
@@ -324,7 +324,7 @@ func (c *Client) resolve(from, loc string) (string, error) {
 	}
 	if !sameOrigin(c.origin, u) {
 		return "", fmt.Errorf("the target sent us to %s, another origin than %s; the bearer token is only ever sent to target.url's origin",
-			Sanitize(c.red.Redact(originOf(u))), originOf(c.origin))
+			c.text(originOf(u), MaxTextLen), originOf(c.origin))
 	}
 	return u.String(), nil
 }
@@ -360,7 +360,9 @@ func (c *Client) apiError(method, name string, resp response) error {
 }
 
 // text makes target-provided text safe: redacted, one clean line, redacted again (in case the
-// cleaning joined a secret the target had split with escape codes), then bounded.
+// cleaning joined a secret the target had split with escape codes), stripped of a start of a
+// secret it ends with (a target that cut its echo of the token short), and only then bounded.
+// Bounding first would cut a secret into a prefix the redactor no longer recognises.
 func (c *Client) text(s string, maxLen int) string {
-	return bound(c.red.Redact(clean(c.red.Redact(s))), maxLen)
+	return bound(c.red.MaskTail(c.red.Redact(clean(c.red.Redact(s)))), maxLen)
 }
