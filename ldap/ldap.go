@@ -80,7 +80,20 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) isFile() bool { return strings.HasPrefix(c.URL, "file://") }
+// scheme is the URL's scheme as it is dialled: lower-cased, so LDAP:// is ldap:// everywhere
+// (a prefix test on the raw value would take LDAP:// for something else).
+func (c Config) scheme() string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme // url.Parse lower-cases it
+}
+
+func (c Config) isFile() bool { return c.scheme() == "file" }
+
+// filePath is the path of a file:// URL.
+func (c Config) filePath() string { return c.URL[len("file://"):] }
 
 // Validate reports every problem in the section.
 func (c Config) Validate() config.Problems {
@@ -243,7 +256,7 @@ func (c *Client) InsecureWarning() string {
 	if c.cfg.InsecureSkipVerify {
 		return "ldap.insecure_skip_verify is on: the directory's TLS certificate is NOT verified"
 	}
-	if strings.HasPrefix(c.cfg.URL, "ldap://") && !c.cfg.StartTLS && !isLoopback(c.cfg.URL) {
+	if c.cfg.scheme() == "ldap" && !c.cfg.StartTLS && !isLoopback(c.cfg.URL) {
 		return "ldap.url is plain ldap:// without start_tls: the bind password crosses the network in clear"
 	}
 	return ""

@@ -117,7 +117,7 @@ func (c *Client) usersFromFile(ctx context.Context, fn func(Entry) error) error 
 
 // fileSearch is Search over the LDIF file the URL names.
 func (c *Client) fileSearch(ctx context.Context, q Query, extraFilter string, fn func(Entry) error) error {
-	path := strings.TrimPrefix(c.cfg.URL, "file://")
+	path := c.cfg.filePath()
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ldap: %w", err)

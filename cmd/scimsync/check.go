@@ -212,6 +212,9 @@ func (a *app) checkGroups(ctx context.Context, cfg *fileConfig, rep *checkReport
 func (a *app) checkTarget(ctx context.Context, cfg *fileConfig, rep *checkReport) (failed bool) {
 	tgt, err := scimclient.NewClient(cfg.Target, zap.NewNop(), scimclient.WithRedactor(cfg.Log.redact))
 	if err == nil {
+		if w := tgt.InsecureWarning(); w != "" {
+			rep.add("target", "warning", "%s", w)
+		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		var caps scimclient.Capabilities
 		caps, err = tgt.Discover(cctx)

@@ -104,3 +104,30 @@ func TestLDAPURLWithCredentialsIsRefusedWithoutQuotingThem(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckWarnsAboutAnUnprotectedTargetToken(t *testing.T) {
+	tgt := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	t.Cleanup(tgt.Close)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfg, []byte(`target:
+  url: `+tgt.URL+`/scim/v2
+  token: target-token-0123456789abcdef
+  insecure_skip_verify: true
+  max_retries: 0
+ldap:
+  url: LDAP://127.0.0.1:1
+  base_dn: dc=example,dc=org
+  dial_timeout: 1s
+state:
+  path: `+filepath.Join(dir, "state.db")+`
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, _ := runInProcess(t, "check", "-c", cfg)
+	if !strings.Contains(out, "target: warning: target.insecure_skip_verify is on") {
+		t.Fatalf("check says nothing of the unverified target:\n%s\n%s", out, errOut)
+	}
+}
