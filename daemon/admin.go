@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/state"
 	"github.com/scimsync/scimsync/sync"
 )
@@ -175,7 +176,8 @@ const maxAdminHeaderBytes = 64 << 10
 
 // newAdminServer is the admin listener's http.Server.
 func (d *Daemon) newAdminServer() *http.Server {
-	return &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxAdminHeaderBytes}
+	return &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxAdminHeaderBytes,
+		ErrorLog: config.HTTPErrorLog(d.log.Named("admin"), d.redactor())}
 }
 
 func (d *Daemon) adminHandler() http.Handler {

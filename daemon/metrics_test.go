@@ -87,6 +87,9 @@ func TestServerRequestLabelsComeFromAFixedSet(t *testing.T) {
 func TestAdminListenerRefusesHugeHeaders(t *testing.T) {
 	d := &Daemon{log: zap.NewNop(), level: zap.NewAtomicLevel(), reg: prometheus.NewRegistry(), cur: &Settings{Admin: DefaultAdminConfig()}}
 	srv := d.newAdminServer()
+	if srv.ErrorLog == nil {
+		t.Fatal("net/http's own errors would go to the standard logger, past the redacting core")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -8,9 +8,13 @@ import (
 	"strings"
 	gosync "sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/scimsync/scimsync/config"
 )
 
 type ctxKey int
@@ -60,6 +64,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // reports how many it held back, so a password-spraying client cannot flood the journal.
 type authLogger struct {
 	log      *zap.Logger
+	red      *config.Redactor
 	now      func() time.Time
 	interval time.Duration
 	mu       gosync.Mutex
@@ -67,8 +72,35 @@ type authLogger struct {
 	held     map[string]int
 }
 
-func newAuthLogger(log *zap.Logger, now func() time.Time) *authLogger {
-	return &authLogger{log: log, now: now, interval: 10 * time.Second, last: map[string]time.Time{}, held: map[string]int{}}
+func newAuthLogger(log *zap.Logger, red *config.Redactor, now func() time.Time) *authLogger {
+	return &authLogger{log: log, red: red, now: now, interval: 10 * time.Second, last: map[string]time.Time{}, held: map[string]int{}}
+}
+
+// maxLoggedPath and maxLoggedMethod bound what an authentication failure logs of the request:
+// the client chose both, up to the header limit, before showing any token.
+const (
+	maxLoggedPath   = 256
+	maxLoggedMethod = 16
+)
+
+// logText makes text a client chose fit for a log line: secrets redacted first (so the cut
+// cannot leave a prefix of one), valid UTF-8, no control or format characters, at most n
+// bytes, cut at a character boundary and marked with an ellipsis.
+func logText(red *config.Redactor, s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(red.MaskTail(red.Redact(s)), "\uFFFD"))
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // maxTrackedHosts bounds the logger's memory under a spray from many addresses.
@@ -103,7 +135,8 @@ func (a *authLogger) failed(r *http.Request, reason string) {
 	delete(a.held, host)
 	a.mu.Unlock()
 	a.log.Warn("authentication failed", zap.String("remote", host), zap.String("reason", reason),
-		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Int("failures_not_logged", held))
+		zap.String("method", logText(a.red, r.Method, maxLoggedMethod)), zap.String("path", logText(a.red, r.URL.Path, maxLoggedPath)),
+		zap.Int("failures_not_logged", held))
 }
 
 // metrics are created with the server and registered only where the caller has a registry

@@ -51,8 +51,9 @@ type Server struct {
 	passwords *passwords
 	metrics   *metrics
 	authLog   *authLogger
-	slowScans chan struct{} // filters the fast path cannot answer decode every resource: one at a time
-	bigBodies chan struct{} // bodies over max_body_bytes (large groups) are read one at a time
+	red       *config.Redactor // the tokens, for text that is cut before the logger's core sees it
+	slowScans chan struct{}    // filters the fast path cannot answer decode every resource: one at a time
+	bigBodies chan struct{}    // bodies over max_body_bytes (large groups) are read one at a time
 	handler   http.Handler
 
 	httpSrv  *http.Server
@@ -68,15 +69,17 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 	}
 	s := &Server{cfg: cfg, log: log.Named("scim-server"), metrics: newMetrics(),
 		slowScans: make(chan struct{}, 1), bigBodies: make(chan struct{}, 1)}
-	s.authLog = newAuthLogger(s.log, time.Now)
 	s.passwords = &passwords{mode: cfg.Password, log: s.log}
+	s.red = config.NewRedactor()
 	for _, t := range cfg.Tokens {
 		sec, err := config.ResolveSecret(t.Token, t.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("scim: token %q: %w", t.Name, err)
 		}
 		s.tokens = append(s.tokens, namedToken{name: t.Name, value: []byte(sec.Reveal())})
+		s.red.Add(sec.Reveal())
 	}
+	s.authLog = newAuthLogger(s.log, s.red, time.Now)
 	// Entra sends booleans as strings ("False"); elimity's validation accepts them only with
 	// this switch, a package-level setting of the library.
 	schema.SetAllowStringValues(true)
@@ -160,7 +163,7 @@ func (s *Server) Start() error {
 		}
 	}
 	s.httpSrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes}
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes, ErrorLog: config.HTTPErrorLog(s.log, s.red)}
 	s.done = make(chan error, 1)
 	go func() {
 		var err error
