@@ -21,6 +21,7 @@ import (
 	"strings"
 	gosync "sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -140,7 +141,8 @@ func (c Config) SecretFiles() []config.SecretFile {
 	return out
 }
 
-// Event is the webhook payload.
+// Event is the webhook payload. Text is escaped for Slack and Teams (&, <, > as &amp;, &lt;,
+// &gt;); every other field is raw.
 type Event struct {
 	FormatVersion int            `json:"format_version"`
 	Event         Kind           `json:"event"`
@@ -172,7 +174,7 @@ func Evaluate(runs []state.Run, invalidThreshold int) []Event {
 	}
 	host, _ := os.Hostname()
 	ev := func(k Kind, text string) Event {
-		e := Event{FormatVersion: FormatVersion, Event: k, Text: text, Time: cur.Finished, Host: host, RunID: cur.ID,
+		e := Event{FormatVersion: FormatVersion, Event: k, Text: escapeText(text), Time: cur.Finished, Host: host, RunID: cur.ID,
 			Result: cur.Result, Counts: map[string]int{}, Errors: []string{}, Invalid: cur.Counts["invalid"]}
 		if e.Time.IsZero() {
 			e.Time = cur.Started
@@ -225,12 +227,25 @@ func Evaluate(runs []state.Run, invalidThreshold int) []Event {
 	return out
 }
 
+// clip cuts s to at most n bytes, at a character boundary.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "…"
 }
+
+// textEscaper escapes the three characters Slack gives meaning to in a message's text (and
+// Teams renders as HTML): a run error quoting a user named "<!channel>" or
+// "<https://evil.example|click here>" would otherwise ping everyone or show a link.
+var textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escapeText makes text display as written in Slack and Teams; the structured fields
+// (errors, counts) carry the raw values for programs.
+func escapeText(s string) string { return textEscaper.Replace(s) }
 
 type hook struct {
 	name   string

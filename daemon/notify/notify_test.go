@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -232,5 +233,22 @@ func TestValidate(t *testing.T) {
 	}
 	if strings.Contains(got, "SECRET") {
 		t.Errorf("problems show the URL: %s", got)
+	}
+}
+
+func TestEventTextIsEscapedForSlackAndTeams(t *testing.T) {
+	hostile := `create user "<!channel>": HTTP 409 <https://evil.example|click here> & more é` + strings.Repeat("é", 300)
+	runs := []state.Run{{ID: 2, Result: "error", Errors: []string{hostile}}, {ID: 1, Result: "ok"}}
+	evs := Evaluate(runs, 0)
+	if len(evs) != 1 {
+		t.Fatalf("events %v", evs)
+	}
+	e := evs[0]
+	if strings.ContainsAny(e.Text, "<>") || !strings.Contains(e.Text, "&lt;!channel&gt;") ||
+		!strings.Contains(e.Text, "&lt;https://evil.example|click here&gt; &amp; more") || !utf8.ValidString(e.Text) {
+		t.Fatalf("text %q", e.Text)
+	}
+	if e.Errors[0] != hostile {
+		t.Fatalf("the structured error is not the raw one: %q", e.Errors[0])
 	}
 }
