@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/daemon"
 	"github.com/scimsync/scimsync/scimserver"
 	"github.com/scimsync/scimsync/state"
@@ -47,14 +48,7 @@ func (a *app) run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	load := func() (*daemon.Settings, error) {
-		next, err := a.load(needLDAP, needTarget, needDaemon)
-		if err != nil {
-			return nil, err
-		}
-		return next.settings(), nil
-	}
-	d, err := daemon.New(cfg.settings(), load, log, level, a.build.daemon())
+	d, err := daemon.New(cfg.settings(), a.reloader(cfg.Log.redact), log, level, a.build.daemon())
 	if err != nil {
 		return err
 	}
@@ -80,6 +74,22 @@ func (a *app) run(ctx context.Context) error {
 			log.Info("stopped")
 			return nil
 		}
+	}
+}
+
+// reloader is the daemon's Loader (SIGHUP). The process keeps one Redactor, red, the one its
+// logger was built with: each file read on reload adds its secrets to it and runs on it, so a
+// secret that is new in the file is redacted from the logs too, not only from what a fresh
+// Redactor the logger never sees would cover.
+func (a *app) reloader(red *config.Redactor) daemon.Loader {
+	return func() (*daemon.Settings, error) {
+		next, err := a.load(needLDAP, needTarget, needDaemon)
+		if err != nil {
+			return nil, err
+		}
+		_ = red.AddConfig(next) // an unreadable secret file is reported by the component that reads it
+		next.Log.redact = red
+		return next.settings(), nil
 	}
 }
 
