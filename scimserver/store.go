@@ -231,8 +231,8 @@ func (r *record) computeHot(kind state.Kind) error {
 }
 
 func sortMembers(ms []member) []member {
-	sort.Slice(ms, func(i, j int) bool { return ms[i].value < ms[j].value })
-	// a duplicate value is one membership: keep the first
+	// stable, so that of a duplicate value (one membership) the first one given is kept
+	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.value, b.value) })
 	return slices.CompactFunc(ms, func(a, b member) bool { return a.value == b.value })
 }
 

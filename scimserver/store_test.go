@@ -2,6 +2,8 @@ package scimserver
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	gosync "sync"
 	"testing"
 
@@ -77,5 +79,25 @@ func TestRestartRebuildsMembershipAndOrder(t *testing.T) {
 	}
 	if gs := ts2.do("GET", "/Users/"+ids[3], nil).body["groups"]; gs == nil {
 		t.Fatal("groups of a member lost after restart")
+	}
+}
+
+// TestSortMembersKeepsTheFirst: of members given twice with one id the first one given stays,
+// however many members the sort sees (a Group POST listing a member twice, a PATCH renaming
+// one member onto another's id).
+func TestSortMembersKeepsTheFirst(t *testing.T) {
+	var ms []member
+	for i := 0; i < 200; i++ {
+		ms = append(ms, member{value: fmt.Sprintf("id-%02d", (i*7)%20), display: fmt.Sprintf("given %d", i)})
+	}
+	got := sortMembers(slices.Clone(ms))
+	if len(got) != 20 || !slices.IsSortedFunc(got, func(a, b member) int { return strings.Compare(a.value, b.value) }) {
+		t.Fatalf("got %d members (want 20, sorted): %v", len(got), got)
+	}
+	for _, m := range got {
+		first := ms[slices.IndexFunc(ms, func(x member) bool { return x.value == m.value })]
+		if m != first {
+			t.Errorf("kept %v, the first given was %v", m, first)
+		}
 	}
 }
