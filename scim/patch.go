@@ -59,57 +59,64 @@ func Mutability(format string, args ...any) error {
 // touches plus the size of its value.
 func (p Patcher) Apply(attrs map[string]any, ops []Operation) error {
 	for i, op := range ops {
-		kind := strings.ToLower(op.Op)
-		switch kind {
-		case OpAdd, OpRemove, OpReplace:
-		default:
-			return InvalidValue("operation %d: unknown op %q (want add, remove or replace)", i, op.Op)
-		}
-		if op.Path != nil {
-			if err := p.applyPath(attrs, kind, *op.Path, op.Value); err != nil {
-				return opError(i, err)
-			}
-			continue
-		}
-		if kind == OpRemove {
-			// RFC 7644 §3.5.2.2: remove without a path fails with noTarget
-			return NoTarget("operation %d: remove needs a path", i)
-		}
-		obj, ok := op.Value.(map[string]any)
-		if !ok {
-			return InvalidValue("operation %d: without a path the value must be an object", i)
-		}
-		for _, key := range sortedKeys(obj) {
-			v := obj[key]
-			if sub, isObj := v.(map[string]any); isObj && p.Index.IsExtension(key) {
-				// a whole extension object: {"urn:…:enterprise:2.0:User": {"department": "x"}}
-				for _, sk := range sortedKeys(sub) {
-					uri := key
-					path := fp.Path{AttributePath: fp.AttributePath{URIPrefix: &uri, AttributeName: sk}}
-					if err := p.applyPath(attrs, kind, path, sub[sk]); err != nil {
-						return opError(i, err)
-					}
-				}
-				continue
-			}
-			if strings.EqualFold(key, "schemas") || strings.EqualFold(key, "id") || strings.EqualFold(key, "meta") {
-				// Okta echoes id and schemas in no-path values; they are not attributes to set
-				continue
-			}
-			path, err := fp.ParsePath([]byte(key))
-			if err != nil {
-				return InvalidPath("operation %d: path %q: %v", i, key, err)
-			}
-			if err := p.applyPath(attrs, kind, path, v); err != nil {
-				return opError(i, err)
-			}
+		if err := p.ApplyOp(attrs, op); err != nil {
+			return OpError(i, err)
 		}
 	}
 	return nil
 }
 
-// opError prefixes a SCIM error's detail with the operation's index, keeping its type.
-func opError(i int, err error) error {
+// ApplyOp runs one operation on attrs in place, like Apply; its errors do not say which
+// operation failed, for callers that number operations themselves (see OpError).
+func (p Patcher) ApplyOp(attrs map[string]any, op Operation) error {
+	kind := strings.ToLower(op.Op)
+	switch kind {
+	case OpAdd, OpRemove, OpReplace:
+	default:
+		return InvalidValue("unknown op %q (want add, remove or replace)", op.Op)
+	}
+	if op.Path != nil {
+		return p.applyPath(attrs, kind, *op.Path, op.Value)
+	}
+	if kind == OpRemove {
+		// RFC 7644 §3.5.2.2: remove without a path fails with noTarget
+		return NoTarget("remove needs a path")
+	}
+	obj, ok := op.Value.(map[string]any)
+	if !ok {
+		return InvalidValue("without a path the value must be an object")
+	}
+	for _, key := range sortedKeys(obj) {
+		v := obj[key]
+		if sub, isObj := v.(map[string]any); isObj && p.Index.IsExtension(key) {
+			// a whole extension object: {"urn:…:enterprise:2.0:User": {"department": "x"}}
+			for _, sk := range sortedKeys(sub) {
+				uri := key
+				path := fp.Path{AttributePath: fp.AttributePath{URIPrefix: &uri, AttributeName: sk}}
+				if err := p.applyPath(attrs, kind, path, sub[sk]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if strings.EqualFold(key, "schemas") || strings.EqualFold(key, "id") || strings.EqualFold(key, "meta") {
+			// Okta echoes id and schemas in no-path values; they are not attributes to set
+			continue
+		}
+		path, err := fp.ParsePath([]byte(key))
+		if err != nil {
+			return InvalidPath("path %q: %v", key, err)
+		}
+		if err := p.applyPath(attrs, kind, path, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OpError prefixes a SCIM error's detail with the index of the operation that failed
+// ("operation 3: …"), keeping its type; other errors are returned as they are.
+func OpError(i int, err error) error {
 	if se, ok := err.(scimerr.ScimError); ok {
 		se.Detail = fmt.Sprintf("operation %d: %s", i, se.Detail)
 		return se
