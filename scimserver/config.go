@@ -35,6 +35,11 @@ type ServerConfig struct {
 	MaxGroupMembers       int   `yaml:"max_group_members"`        // members of one group
 	MaxResources          int   `yaml:"max_resources"`            // users and groups stored, in total
 	MaxResourcesPerToken  int   `yaml:"max_resources_per_token"`  // users and groups created through one token
+	// MaxPatchMemberWork bounds the work of one PATCH's member operations while it holds the
+	// group, in member visits: a set-form add or remove, or a members[value eq "id"]
+	// operation, costs about one pass over the group or less; any other filter on members,
+	// or members.<attribute>, costs one pass per operation.
+	MaxPatchMemberWork int64 `yaml:"max_patch_member_work"`
 }
 
 // TokenConfig is one named bearer token, so logs say which IdP did what.
@@ -70,6 +75,7 @@ func DefaultServerConfig() ServerConfig {
 		MaxGroupMembers:       200_000,
 		MaxResources:          500_000,
 		MaxResourcesPerToken:  250_000,
+		MaxPatchMemberWork:    10_000_000,
 	}
 }
 
@@ -134,6 +140,10 @@ func (c ServerConfig) Validate() config.Problems {
 		if p.v < p.min {
 			ps.Add(p.key, "must be at least %d, got %d", p.min, p.v)
 		}
+	}
+	// a set-form add of k members to a group of n costs k lookups and a merge pass of n + k
+	if need := int64(c.MaxGroupMembers) + 2*int64(c.MaxMembersPerRequest); c.MaxPatchMemberWork < need {
+		ps.Add("max_patch_member_work", "must be at least max_group_members + 2 × max_members_per_request (%d), so that one request adding the most members it may name to the largest group fits", need)
 	}
 	if c.MaxGroupBodyBytes > 0 && c.MaxGroupBodyBytes < c.MaxBodyBytes {
 		ps.Add("max_group_body_bytes", "must not be below max_body_bytes (%d)", c.MaxBodyBytes)

@@ -145,6 +145,7 @@ func TestLimitsAnswerWithTheirKey(t *testing.T) {
 		c.MaxPatchOperations, c.MaxValuesPerAttribute, c.MaxMembersPerRequest, c.MaxGroupMembers = 3, 4, 5, 6
 		c.MaxResources, c.MaxResourcesPerToken = 12, 10
 		c.MaxGroupBodyBytes = 128 << 10
+		c.MaxPatchMemberWork = 16 // the least it may be: max_group_members + 2 × max_members_per_request
 	}, zap.NewNop())
 	reg := prometheus.NewRegistry()
 	if err := ts.srv.RegisterMetrics(reg); err != nil {
@@ -208,6 +209,20 @@ func TestLimitsAnswerWithTheirKey(t *testing.T) {
 	wantError(t, rep, 400, "")
 	if !strings.Contains(rep.raw, "server.max_group_members") {
 		t.Fatalf("group size detail: %s", rep.raw)
+	}
+	// the group has 5 members: two filter scans and the passes around them are over 16 visits,
+	// a member looked up by id is not
+	scans := patchOps(map[string]any{"op": "replace", "path": "members.display", "value": "y"},
+		map[string]any{"op": "replace", "path": `members[type eq "User"].display`, "value": "z"})
+	rep = ts.do("PATCH", "/Groups/"+g, scans)
+	wantError(t, rep, 413, "")
+	if !strings.Contains(rep.raw, "server.max_patch_member_work") {
+		t.Fatalf("member work detail: %s", rep.raw)
+	}
+	byID := patchOps(map[string]any{"op": "replace", "path": fmt.Sprintf(`members[value eq "%s"].display`, ms[0].(map[string]any)["value"]), "value": "y"})
+	ts.mustStatus(ts.do("PATCH", "/Groups/"+g, byID), 204)
+	if got := testutil.ToFloat64(ts.srv.metrics.refused.WithLabelValues("max_patch_member_work")); got != 1 {
+		t.Fatalf("member work refusals counted %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(ts.srv.metrics.refused.WithLabelValues("max_filter_depth")); got != 2 {
 		t.Fatalf("refusals counted %v, want 2", got)

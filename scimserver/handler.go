@@ -416,28 +416,48 @@ type memberIn struct {
 	Ref     any    `json:"$ref"`
 }
 
+// toMembers checks members as a client sent them and returns them sorted, one per id.
 func toMembers(in []memberIn) ([]member, error) {
-	out := make([]member, 0, len(in))
-	for i, m := range in {
-		if m.Value == "" {
-			return nil, scim.InvalidValue("members[%d]: value (the member's id) is required", i)
-		}
-		if hasControl(m.Value) || hasControl(m.Display) {
-			return nil, scim.InvalidValue("members[%d]: contains a control character", i)
-		}
-		typ := m.Type
-		switch strings.ToLower(typ) {
-		case "":
-		case "user":
-			typ = "User"
-		case "group":
-			typ = "Group"
-		default:
-			return nil, scim.InvalidValue("members[%d]: type must be User or Group, got %q", i, m.Type)
-		}
-		out = append(out, member{value: m.Value, display: m.Display, typ: typ})
+	out, err := checkMembers(in)
+	if err != nil {
+		return nil, err
 	}
 	return sortMembers(out), nil
+}
+
+// checkMembers checks members as a client sent them, in their order.
+func checkMembers(in []memberIn) ([]member, error) {
+	out := make([]member, 0, len(in))
+	for i, m := range in {
+		c, problem := checkMember(m)
+		if problem != "" {
+			return nil, scim.InvalidValue("members[%d]: %s", i, problem)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// checkMember checks one member as a client sent it, with its type's case normalised;
+// problem says what is wrong with it, for the caller to say which member it is.
+func checkMember(m memberIn) (c member, problem string) {
+	if m.Value == "" {
+		return member{}, "value (the member's id) is required"
+	}
+	if hasControl(m.Value) || hasControl(m.Display) {
+		return member{}, "contains a control character"
+	}
+	typ := m.Type
+	switch strings.ToLower(typ) {
+	case "":
+	case "user":
+		typ = "User"
+	case "group":
+		typ = "Group"
+	default:
+		return member{}, fmt.Sprintf("type must be User or Group, got %q", m.Type)
+	}
+	return member{value: m.Value, display: m.Display, typ: typ}, ""
 }
 
 // splitGroupBody decodes a Group POST/PUT body: members into a compact typed form (a group can

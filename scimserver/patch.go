@@ -27,6 +27,7 @@ type rawOp struct {
 
 // memberOp is a PATCH operation on a Group's members, applied to the sorted member slice.
 type memberOp struct {
+	index   int // in the PATCH's Operations, for errors
 	op      string
 	path    *fp.Path // nil or plain "members" for the set operations
 	vals    []member
@@ -167,7 +168,7 @@ func isMembersPath(p fp.Path) bool {
 }
 
 func (s *Server) memberOperation(i int, op string, path *fp.Path, raw json.RawMessage, hasValue bool) (memberOp, error) {
-	mo := memberOp{op: op, hasVal: hasValue}
+	mo := memberOp{index: i, op: op, hasVal: hasValue}
 	plain := path.ValueExpression == nil && path.SubAttribute == nil && path.AttributePath.SubAttribute == nil
 	if plain {
 		mo.path = nil
@@ -209,124 +210,6 @@ func (s *Server) memberOperation(i int, op string, path *fp.Path, raw json.RawMe
 		return mo, invalidSyntax("operation %d: value: %v", i, err)
 	}
 	return mo, nil
-}
-
-// applyMembers applies member operations to a sorted member slice, in time linear in the group
-// plus the operation (the common forms); the filtered and sub-attribute forms go through the
-// shared Patcher.
-func applyMembers(ms []member, ops []memberOp) ([]member, error) {
-	cur := ms
-	for _, mo := range ops {
-		switch {
-		case mo.path == nil:
-			switch mo.op {
-			case scim.OpAdd:
-				cur = mergeMembers(cur, mo.vals)
-			case scim.OpReplace:
-				cur = slices.Clone(mo.vals)
-			case scim.OpRemove:
-				if mo.hasVal && len(mo.vals) > 0 {
-					// Entra: {"op":"Remove","path":"members","value":[{"value":"id"}]}
-					cur = dropMembers(cur, memberValues(mo.vals))
-				} else {
-					cur = []member{}
-				}
-			}
-		case mo.op == scim.OpRemove && mo.path.SubAttribute == nil:
-			if values, ok := eqValues(mo.path.ValueExpression); ok {
-				// Okta: {"op":"remove","path":"members[value eq \"id\"]"}
-				cur = dropMembers(cur, values)
-				continue
-			}
-			fallthrough
-		default:
-			var err error
-			if cur, err = patchMembersGeneric(cur, mo); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return cur, nil
-}
-
-// mergeMembers adds add to the sorted ms, skipping values already there: one merge pass.
-func mergeMembers(ms, add []member) []member {
-	out := make([]member, 0, len(ms)+len(add))
-	i, j := 0, 0
-	for i < len(ms) || j < len(add) {
-		switch {
-		case j == len(add):
-			out = append(out, ms[i])
-			i++
-		case i == len(ms):
-			out = append(out, add[j])
-			j++
-		case ms[i].value == add[j].value:
-			out = append(out, ms[i])
-			i++
-			j++
-		case ms[i].value < add[j].value:
-			out = append(out, ms[i])
-			i++
-		default:
-			out = append(out, add[j])
-			j++
-		}
-	}
-	return out
-}
-
-func dropMembers(ms []member, values []string) []member {
-	drop := make(map[string]struct{}, len(values))
-	for _, v := range values {
-		drop[v] = struct{}{}
-	}
-	out := make([]member, 0, len(ms))
-	for _, m := range ms {
-		if _, gone := drop[m.value]; !gone {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// eqValues recognises `value eq "a"` and `value eq "a" or value eq "b" …`.
-func eqValues(e fp.Expression) ([]string, bool) {
-	switch e := e.(type) {
-	case *fp.AttributeExpression:
-		v, ok := e.CompareValue.(string)
-		if e.Operator != fp.EQ || !ok || !strings.EqualFold(e.AttributePath.AttributeName, "value") || e.AttributePath.SubAttribute != nil {
-			return nil, false
-		}
-		return []string{v}, true
-	case *fp.LogicalExpression:
-		if e.Operator != fp.OR {
-			return nil, false
-		}
-		l, ok1 := eqValues(e.Left)
-		r, ok2 := eqValues(e.Right)
-		return append(l, r...), ok1 && ok2
-	}
-	return nil, false
-}
-
-// patchMembersGeneric runs one member operation through the shared Patcher on the members as
-// generic JSON: linear, with more allocation than the set forms above.
-func patchMembersGeneric(ms []member, mo memberOp) ([]member, error) {
-	doc, _ := decodeAttrs(&record{attrs: []byte("{}"), members: ms})
-	op := scim.Operation{Op: mo.op, Path: mo.path, Value: mo.generic}
-	if err := (scim.Patcher{Index: scim.GroupIndex()}).Apply(doc, []scim.Operation{op}); err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(doc["members"])
-	if err != nil {
-		return nil, err
-	}
-	var in []memberIn
-	if err := json.Unmarshal(raw, &in); err != nil {
-		return nil, scim.InvalidValue("members must be {\"value\": id} objects")
-	}
-	return toMembers(in)
 }
 
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind state.Kind, id string) {
@@ -400,7 +283,7 @@ func (s *Server) applyPatch(r *http.Request, kind state.Kind, cur *record, pp *p
 		} else {
 			next = &record{attrs: cur.attrs, hot: cur.hot}
 		}
-		members, err := applyMembers(cur.members, pp.members)
+		members, err := applyMembers(cur.members, pp.members, s.cfg.MaxPatchMemberWork)
 		if err != nil {
 			return nil, "", err
 		}

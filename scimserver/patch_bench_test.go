@@ -59,7 +59,7 @@ func BenchmarkGroupMemberPatch(b *testing.B) {
 		ops := memberPatch(b, forms[name])
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if _, err := applyMembers(ms, ops); err != nil {
+				if _, err := applyMembers(ms, ops, 1<<62); err != nil {
 					b.Fatal(err)
 				}
 			}
