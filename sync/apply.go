@@ -546,7 +546,7 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	switch {
 	case rec == nil:
 		return outcome{err: fmt.Errorf("create %q: the target reports a conflict but no user with that externalId or userName", it.Name)}
-	case rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID:
+	case rec.otherExternalID(it.ExternalID):
 		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, scimclient.Sanitize(rec.ExternalID()))}
 	case rec.cms:
 		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
@@ -632,7 +632,7 @@ func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
 	if rec.cms {
 		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
 	}
-	if rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID && (it.Relink == nil || rec.ExternalID() != it.Relink.From) {
+	if rec.otherExternalID(it.ExternalID) && (it.Relink == nil || rec.otherExternalID(it.Relink.From)) {
 		return it, false, fmt.Errorf("it now carries another externalId (%s)", scimclient.Sanitize(rec.ExternalID()))
 	}
 	p := a.plan.payload

@@ -550,8 +550,8 @@ func (p *planner) mayTake(it *Item, rec *targetRec, d Desired) (bool, error) {
 		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by a user scimsync manages for %s", it.Name, owner.DN)
 		return false, p.plan.add(*it)
 	}
-	if rec.ExternalID() != "" && rec.ExternalID() != d.ExternalID {
-		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, rec.ExternalID())
+	if rec.otherExternalID(d.ExternalID) {
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, scimclient.Sanitize(rec.ExternalID()))
 		return false, p.plan.add(*it)
 	}
 	return true, nil
@@ -797,7 +797,7 @@ func (p *planner) recoverIntents() error {
 			rec, err := rl.byExternalID(p.ctx, in.ExternalID)
 			if err == nil && rec == nil {
 				rec, err = rl.byName(p.ctx, in.Name)
-				if rec != nil && rec.ExternalID() != "" && rec.ExternalID() != in.ExternalID {
+				if rec != nil && rec.otherExternalID(in.ExternalID) {
 					rec = nil
 				}
 			}
