@@ -20,7 +20,9 @@ import (
 // Result is what a run did. Counts are what the target confirmed, never the requests sent.
 type Result struct {
 	RunID     uint64         `json:"run_id"`
-	Done      map[Action]int `json:"done"`
+	Done      map[Action]int `json:"done"` // users
+	// GroupsDone counts the groups' writes that were done.
+	GroupsDone map[Action]int `json:"groups_done,omitempty"`
 	Failed    []ItemError    `json:"failed,omitempty"`
 	Replanned int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
 	// Stopped says why the run stopped dispatching before the end of the plan (its deadline).
@@ -85,7 +87,7 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 	}
 	a := &applier{e: e, plan: plan, runID: runID, claimed: map[string]string{}}
 	a.etag.Store(plan.caps.ETag)
-	res := &Result{RunID: runID, Done: map[Action]int{}}
+	res := &Result{RunID: runID, Done: map[Action]int{}, GroupsDone: map[Action]int{}}
 	outErr := a.refresh()
 	if outErr == nil && (plan.Blocked == nil || plan.Blocked.Kind != blockMissing) {
 		outErr = a.writes(ctx, res, progress)
@@ -94,7 +96,13 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 	for act, n := range res.Done {
 		run.Counts[string(act)] = n
 	}
+	for act, n := range res.GroupsDone {
+		run.Counts["group_"+string(act)] = n
+	}
 	run.Counts["unchanged"] = plan.Unchanged
+	if plan.GroupsUnchanged > 0 {
+		run.Counts["group_unchanged"] = plan.GroupsUnchanged
+	}
 	run.Counts["skip"] = plan.Summary[ActionSkip]
 	run.Counts["invalid"] = plan.Summary[ActionInvalid]
 	for _, f := range res.Failed {
@@ -392,7 +400,11 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, done *int, tot
 				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),
 					zap.String("action", string(o.it.Action)), zap.String("error", msg))
 			case failed == nil && !o.noop:
-				res.Done[o.it.Action]++
+				if o.it.Kind == KindGroup {
+					res.GroupsDone[o.it.Action]++
+				} else {
+					res.Done[o.it.Action]++
+				}
 			}
 			if progress != nil {
 				progress(*done, total)

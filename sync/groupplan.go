@@ -527,7 +527,7 @@ func (gp *groupPlanner) planGroup(ge *groupEntry) error {
 		it.Members = changes
 	}
 	if it.Members == nil && len(it.Operations) == 0 && !it.Adopt {
-		gp.plan.Unchanged++
+		gp.plan.GroupsUnchanged++
 		if link.DN != ge.dn || link.UserName != ge.name || !slices.Equal(link.Nested, nested) || link.Incomplete ||
 			(tg.members != nil && !sameSet(link.Members, want)) {
 			l := link

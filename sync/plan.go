@@ -158,7 +158,9 @@ type Plan struct {
 	GroupRead     *ReadInfo               `json:"group_read,omitempty"`
 	Summary       map[Action]int          `json:"summary"`
 	Kinds         map[Kind]map[Action]int `json:"kinds"`
-	Unchanged     int                     `json:"unchanged"`
+	Unchanged     int                     `json:"unchanged"` // users
+	// GroupsUnchanged counts groups that need nothing (their other counts are in Kinds).
+	GroupsUnchanged int `json:"groups_unchanged,omitempty"`
 	Excluded      int                     `json:"excluded"`     // entries mapping.exclude leaves out
 	Source        int                     `json:"source_users"` // entries read (a delta: changed entries)
 	Target        int                     `json:"target_users"` // -1: not listed (a delta)

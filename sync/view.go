@@ -167,9 +167,9 @@ func SummaryLine(p *Plan) string {
 	if p.Excluded > 0 {
 		s += fmt.Sprintf(" %d entries excluded (mapping.exclude).", p.Excluded)
 	}
-	if g := p.Kinds[KindGroup]; len(g) > 0 {
-		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid.",
-			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid])
+	if g := p.Kinds[KindGroup]; len(g) > 0 || p.GroupsUnchanged > 0 {
+		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid, %d unchanged.",
+			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid], p.GroupsUnchanged)
 	}
 	return s
 }
@@ -229,6 +229,9 @@ func ResultLine(r *Result) string {
 		parts = append(parts, fmt.Sprintf("%d %sd", r.Done[a], a))
 	}
 	s := fmt.Sprintf("Run %d: %s", r.RunID, strings.Join(parts, ", "))
+	if g := r.GroupsDone; g[ActionCreate]+g[ActionUpdate]+g[ActionDelete] > 0 {
+		s += fmt.Sprintf("; groups: %d created, %d updated, %d deleted", g[ActionCreate], g[ActionUpdate], g[ActionDelete])
+	}
 	if len(r.Failed) > 0 {
 		s += fmt.Sprintf(", %d failed", len(r.Failed))
 	}
