@@ -94,6 +94,7 @@ func (a *app) sync(ctx context.Context, f syncFlags) error {
 		// (GOGC or GOMEMLIMIT choose otherwise)
 		debug.SetMemoryLimit(syncMemoryLimit)
 	}
+	profilePeakHeap(ctx)
 	cfg, err := a.load(needLDAP, needTarget)
 	if err != nil {
 		return err
