@@ -102,6 +102,9 @@ type Behaviour struct {
 
 	// Drip sends every answer's body one byte per Drip.
 	Drip time.Duration
+	// DripMethods limits Drip to answers of these methods (e.g. POST, so that writes stay in
+	// flight while listings and lookups answer at once); empty means every method.
+	DripMethods []string
 	// FailWrites answers every POST, PUT, PATCH and DELETE with this status (e.g. 503).
 	FailWrites int
 	// ConflictOnPost answers every POST with 409 uniqueness.
@@ -292,6 +295,7 @@ func (tg *Target) Set(fn func(b *Behaviour)) {
 	b := tg.b
 	b.Undeclared = append([]string(nil), b.Undeclared...)
 	b.RedirectMethods = append([]string(nil), b.RedirectMethods...)
+	b.DripMethods = append([]string(nil), b.DripMethods...)
 	fn(&b)
 	if b.RateLimit != tg.b.RateLimit {
 		tg.limiter = nil
@@ -729,7 +733,7 @@ func (tg *Target) finish(w http.ResponseWriter, r *http.Request, b Behaviour, a 
 		}
 		w.Header()[k] = vs
 	}
-	if b.Drip <= 0 {
+	if b.Drip <= 0 || !methodIn(r.Method, b.DripMethods) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 		w.WriteHeader(a.status)
 		_, _ = w.Write(a.body)
