@@ -107,7 +107,7 @@ func TestTargetCatcherRecordsLeaks(t *testing.T) {
 
 // TestTargetDripsOnlyTheChosenMethods: with DripMethods, a listing answers at once while a
 // create is applied and its answer held back (the header is sent, the body drips), so a test
-// can keep writes in flight without slowing everything else down.
+// can keep writes in flight without slowing everything else down; Answering counts them.
 func TestTargetDripsOnlyTheChosenMethods(t *testing.T) {
 	tg := targettest.Start(t)
 	tg.Set(func(b *targettest.Behaviour) { b.Drip, b.DripMethods = time.Hour, []string{"post"} })
@@ -145,11 +145,17 @@ func TestTargetDripsOnlyTheChosenMethods(t *testing.T) {
 		t.Fatalf("the POST's body was not held back: read %d bytes", n)
 	case <-time.After(200 * time.Millisecond):
 	}
-	cancel()
 	if users := tg.Users(); len(users) != 1 || users[0]["userName"] != "dripped" {
 		t.Fatalf("the create was not applied before its answer: %v", users)
 	}
-	if tg.Count(http.MethodPost) != 1 {
-		t.Fatalf("the dripping POST was not recorded: %v", tg.Requests())
+	if tg.Count(http.MethodPost) != 1 || tg.Answering(http.MethodPost) != 1 || tg.Answering(http.MethodGet) != 0 {
+		t.Fatalf("the dripping POST: counted %d, answering %d POST and %d GET", tg.Count(http.MethodPost),
+			tg.Answering(http.MethodPost), tg.Answering(http.MethodGet))
+	}
+	cancel() // the client goes away: the answer ends
+	for deadline := time.Now().Add(5 * time.Second); tg.Answering(http.MethodPost) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the answer to a client that went away is still being sent")
+		}
 	}
 }
