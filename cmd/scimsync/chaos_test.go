@@ -34,6 +34,11 @@ const (
 	// a create's answer (about 750 bytes) takes over 180 ms, so a kill lands while writes the
 	// target has already applied are waiting for their answers.
 	chaosDrip = 250 * time.Microsecond
+	// chaosRandomMaxPerKill bounds the POSTs before each kill of the random variant: ten kills
+	// take at most 1,500 creates plus what each process sends before its kill lands, so every
+	// kill falls inside the writes of 2,000 users. Fixed in advance, the kill points depend on
+	// the seed alone, and a seed replays them exactly.
+	chaosRandomMaxPerKill = 150
 	// chaosDripMaxPerKill bounds the POSTs before each kill of the in-flight variant, whose
 	// creates are slow on purpose: what it tests is where the kill lands, not how many.
 	chaosDripMaxPerKill = 40
@@ -51,8 +56,8 @@ const (
 // has applied are still unanswered, the case the intent journal exists for.
 //
 // The kill points come from a seed, logged and taken from SCIMSYNC_CHAOS_SEED when set, so a
-// failure can be replayed (timing within a process cannot be replayed exactly; the number of
-// POSTs before each kill can).
+// failure can be replayed: the number of POSTs before each kill is the same, though what the
+// process was doing at that moment (how far its commits had got) is a matter of timing.
 func TestSyncSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos test runs 24 scimsync processes against slapd and a SCIM server; run it without -short")
@@ -198,17 +203,17 @@ func (c *chaos) run() {
 	if c.drip {
 		c.tg.Set(func(b *targettest.Behaviour) { b.Drip, b.DripMethods = chaosDrip, []string{http.MethodPost} })
 	}
-	for kill := range chaosKills {
+	perKill := chaosRandomMaxPerKill
+	if c.drip {
+		perKill = chaosDripMaxPerKill
+	}
+	points := make([]int, chaosKills)
+	for i := range points {
+		points[i] = 1 + c.rnd.IntN(perKill)
+	}
+	t.Logf("kill points (POSTs each process sends before its kill): %v", points)
+	for kill, k := range points {
 		remaining := chaosUsers - len(c.tg.Users())
-		// spread the kills over the writes: a bound of twice the even share of what is left
-		// (the last kill may take all of it) keeps every kill inside the writes, where
-		// "anywhere in [1, remaining]" would let the first few kills use up the work
-		left := chaosKills - kill
-		bound := max(1, 2*remaining/(left+1))
-		if c.drip {
-			bound = min(bound, chaosDripMaxPerKill)
-		}
-		k := 1 + c.rnd.IntN(bound)
 		r := c.process(fmt.Sprintf("kill-%d", kill+1), k)
 		if r.killAfter == 0 {
 			c.report()
