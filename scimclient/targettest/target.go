@@ -10,8 +10,9 @@
 //	tg.Set(func(b *targettest.Behaviour) { b.List = targettest.ListRepeatFirstPage })
 //
 // Everything listens on 127.0.0.1 and stops with the test. Requests are counted per method
-// (Count) and recorded (Requests); requests that reached another origin carrying an
-// Authorization header are recorded as leaks (Leaks).
+// (Count) and recorded (Requests), and answers still being sent are counted (Answering);
+// requests that reached another origin carrying an Authorization header are recorded as leaks
+// (Leaks).
 package targettest
 
 import (
@@ -102,6 +103,9 @@ type Behaviour struct {
 
 	// Drip sends every answer's body one byte per Drip.
 	Drip time.Duration
+	// DripMethods limits Drip to answers of these methods (e.g. POST, so that writes stay in
+	// flight while listings and lookups answer at once); empty means every method.
+	DripMethods []string
 	// FailWrites answers every POST, PUT, PATCH and DELETE with this status (e.g. 503).
 	FailWrites int
 	// ConflictOnPost answers every POST with 409 uniqueness.
@@ -180,6 +184,7 @@ type Target struct {
 	b        Behaviour
 	limiter  *rate.Limiter
 	counts   map[string]int64
+	sending  map[string]int // answers recorded but not yet completely written, per method
 	requests []Request
 	leaks    []string
 	endless  int
@@ -239,7 +244,7 @@ func Start(tb testing.TB, opts ...Option) *Target {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tg := &Target{Token: o.token, Server: srv, tb: tb, scheme: "http", counts: map[string]int64{}, catchers: map[string]string{},
+	tg := &Target{Token: o.token, Server: srv, tb: tb, scheme: "http", counts: map[string]int64{}, sending: map[string]int{}, catchers: map[string]string{},
 		rnd: rand.New(rand.NewPCG(1, 2))}
 	ca, cert, err := certificates(dir)
 	if err != nil {
@@ -292,6 +297,7 @@ func (tg *Target) Set(fn func(b *Behaviour)) {
 	b := tg.b
 	b.Undeclared = append([]string(nil), b.Undeclared...)
 	b.RedirectMethods = append([]string(nil), b.RedirectMethods...)
+	b.DripMethods = append([]string(nil), b.DripMethods...)
 	fn(&b)
 	if b.RateLimit != tg.b.RateLimit {
 		tg.limiter = nil
@@ -335,6 +341,15 @@ func (tg *Target) Writes() int64 {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	return tg.counts[http.MethodPost] + tg.counts[http.MethodPut] + tg.counts[http.MethodPatch] + tg.counts[http.MethodDelete]
+}
+
+// Answering is how many requests with method the target has handled (applied, counted and
+// recorded) while their answer is still being sent: with Drip, a write the target has made
+// whose client has not read the outcome yet. It is not reset by ResetCounts.
+func (tg *Target) Answering(method string) int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.sending[strings.ToUpper(method)]
 }
 
 // Requests returns the requests received since the last ResetCounts (the latest 10,000).
@@ -733,13 +748,14 @@ func (tg *Target) finish(w http.ResponseWriter, r *http.Request, b Behaviour, a 
 		a = decorateError(a, r, b)
 	}
 	tg.record(r, a.status)
+	defer tg.answered(r.Method)
 	for k, vs := range a.header {
 		if strings.EqualFold(k, "Content-Length") {
 			continue
 		}
 		w.Header()[k] = vs
 	}
-	if b.Drip <= 0 {
+	if b.Drip <= 0 || !methodIn(r.Method, b.DripMethods) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 		w.WriteHeader(a.status)
 		_, _ = w.Write(a.body)
@@ -771,11 +787,20 @@ func (tg *Target) record(r *http.Request, status int) {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	tg.counts[r.Method]++
+	tg.sending[r.Method]++
 	if len(tg.requests) >= maxRecorded {
 		tg.requests = tg.requests[1:]
 	}
 	tg.requests = append(tg.requests, Request{Method: r.Method, URI: r.URL.RequestURI(), Status: status,
 		Authorization: r.Header.Get("Authorization") != "", IfMatch: r.Header.Get("If-Match"), At: time.Now()})
+}
+
+// answered ends what record started: the answer to a request with method is written (or its
+// client is gone).
+func (tg *Target) answered(method string) {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	tg.sending[method]--
 }
 
 // forgedLine is what HostileDetail puts in front of every error detail.
