@@ -215,10 +215,14 @@ func TestInterruptedCreateIsRecoveredNotRepeated(t *testing.T) {
 	e.resetLog()
 	plan, _ := e.mustRun(runOpts{})
 	var recovered bool
+	records := 0
 	for _, it := range plan.Items() {
 		recovered = recovered || (it.Action == scimsync.ActionRefresh && strings.Contains(it.Reason, "created by run 7"))
+		if it.Action == scimsync.ActionRefresh && it.ExternalID == slapdtest.UUID(3) {
+			records++
+		}
 	}
-	if !recovered || countWrites(e.writeLog(), "POST") != 0 {
+	if !recovered || records != 1 || countWrites(e.writeLog(), "POST") != 0 {
 		t.Fatalf("plan %+v writes %v", plan.Items(), e.writeLog())
 	}
 	links := mustLinks(t, e.statePath)

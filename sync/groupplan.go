@@ -286,7 +286,7 @@ func (gp *groupPlanner) isGroup(dnk string) (*groupEntry, error) {
 
 // user resolves a member DN to the external id of a user the sync syncs, or "".
 func (gp *groupPlanner) user(dnk string) (string, error) {
-	if ext, ok := gp.readUsers[dnk]; ok {
+	if ext, ok := gp.readUsers[digestDN(dnk)]; ok {
 		return ext.String(), nil
 	}
 	if gp.readFull {

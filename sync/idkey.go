@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
 )
@@ -81,4 +82,14 @@ func hashKey(hex16 string) uint64 {
 		return 0
 	}
 	return n
+}
+
+// dnDigest is a normalised DN as a 16-byte map key: a full read with groups keeps one per
+// user to resolve members, and the digest costs less than half of the DN. Two DNs share a
+// digest with a probability of about 2^-100 at 100,000 users.
+type dnDigest [16]byte
+
+func digestDN(dnKey string) dnDigest {
+	sum := sha256.Sum256([]byte(dnKey))
+	return dnDigest(sum[:16])
 }

@@ -161,10 +161,10 @@ type Plan struct {
 	Unchanged     int                     `json:"unchanged"` // users
 	// GroupsUnchanged counts groups that need nothing (their other counts are in Kinds).
 	GroupsUnchanged int `json:"groups_unchanged,omitempty"`
-	Excluded      int                     `json:"excluded"`     // entries mapping.exclude leaves out
-	Source        int                     `json:"source_users"` // entries read (a delta: changed entries)
-	Target        int                     `json:"target_users"` // -1: not listed (a delta)
-	Known         int                     `json:"known_users"`
+	Excluded        int `json:"excluded"`     // entries mapping.exclude leaves out
+	Source          int `json:"source_users"` // entries read (a delta: changed entries)
+	Target          int `json:"target_users"` // -1: not listed (a delta)
+	Known           int `json:"known_users"`
 
 	items *spool
 	// what Apply needs besides the items: the target's capabilities, the payload they allow,

@@ -40,20 +40,23 @@ type planner struct {
 	target    targetLookup
 	reconcile bool // the target was listed: compare with it, repair drift
 
-	overlay  map[string]*state.Link // links recovered from intents (nil value: forgotten)
-	exclude  *ldap.Matcher          // entries not synced at all (mapping.exclude, or the directory's default)
-	claims   *claims
-	desired  desiredSpool
-	seen     map[idKey]string  // external id -> DN of every entry read (mapped, invalid, excluded)
-	deletes  []ldap.Entry      // entries a delta says are gone
-	relinked map[string]bool   // external ids of links taken over by a new entry
-	taken    map[string]string // target id -> the external id of the entry that matched it
-	relinks  int
-	missing  int      // created users the target's listing lacks
-	notes    []string // warnings found while planning (group cycles, depth), each once
+	overlay map[string]*state.Link // links recovered from intents (nil value: forgotten)
+	// recovered holds the state-only items of creates recovered from intents until the user is
+	// planned: an unchanged user's refresh then carries the recovery (one record, not two)
+	recovered map[string]Item
+	exclude   *ldap.Matcher // entries not synced at all (mapping.exclude, or the directory's default)
+	claims    *claims
+	desired   desiredSpool
+	seen      map[idKey]string  // external id -> DN of every entry read (mapped, invalid, excluded)
+	deletes   []ldap.Entry      // entries a delta says are gone
+	relinked  map[string]bool   // external ids of links taken over by a new entry
+	taken     map[string]string // target id -> the external id of the entry that matched it
+	relinks   int
+	missing   int      // created users the target's listing lacks
+	notes     []string // warnings found while planning (group cycles, depth), each once
 
 	// what the group planner needs to know of the users (only when groups are synced)
-	readUsers map[string]idKey   // dnKey -> external id of every user mapped in this read
+	readUsers map[dnDigest]idKey // digest of the dnKey -> external id of every user mapped in this read
 	readUIDs  map[string]idKey   // lower(uid) -> external id, when members are named by uid
 	created   map[idKey]string   // users this plan creates, adopts or re-links -> name
 	outside   map[idKey]struct{} // users this plan leaves alone (hands-off, invalid, taken)
@@ -112,7 +115,7 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	p.plan.caps, p.plan.payload = caps, pay
 	p.plan.Known = v.CountLinks(state.LinkUser)
 	if e.groups != nil && opts.OnlyUser == "" {
-		p.readUsers, p.readUIDs = map[string]idKey{}, map[string]idKey{}
+		p.readUsers, p.readUIDs = map[dnDigest]idKey{}, map[string]idKey{}
 		p.created, p.outside = map[idKey]string{}, map[idKey]struct{}{}
 		p.plan.onAdd = func(it Item) {
 			if it.Kind != KindUser || it.ExternalID == "" {
@@ -254,6 +257,9 @@ func (p *planner) run() error {
 	}); err != nil {
 		return err
 	}
+	if err := p.flushRecovered(); err != nil {
+		return err
+	}
 	if err := p.gone(); err != nil {
 		return err
 	}
@@ -366,7 +372,7 @@ func (p *planner) read(ch ldap.Change) error {
 			Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
 	}
 	if p.readUsers != nil {
-		p.readUsers[dnKey(en.DN)] = keyOf(d.ExternalID)
+		p.readUsers[digestDN(dnKey(en.DN))] = keyOf(d.ExternalID)
 		if p.e.groups.uidMembers {
 			if uid := en.First("uid"); uid != "" {
 				p.readUIDs[strings.ToLower(uid)] = keyOf(d.ExternalID)
@@ -651,8 +657,25 @@ func (p *planner) unchanged(d Desired, name, hash string, link state.Link) error
 	if uuid != "" {
 		l.SourceUUID = uuid
 	}
+	reason := "state only: the target already holds this"
+	if rec, ok := p.recovered[d.ExternalID]; ok {
+		reason = rec.Reason
+		delete(p.recovered, d.ExternalID)
+	}
 	return p.plan.add(Item{Kind: KindUser, Action: ActionRefresh, Name: name, ExternalID: d.ExternalID, DN: d.DN,
-		TargetID: l.TargetID, Link: &l, Reason: "state only: the target already holds this"})
+		TargetID: l.TargetID, Link: &l, Reason: reason})
+}
+
+// flushRecovered adds the recovered creates no unchanged user took over: users that need an
+// update, or that this read did not see.
+func (p *planner) flushRecovered() error {
+	for _, ext := range sortedKeys(p.recovered) {
+		if err := p.plan.add(p.recovered[ext]); err != nil {
+			return err
+		}
+	}
+	p.recovered = nil
+	return nil
 }
 
 // gone plans the users the sync owns whose entries have left: every link not seen after a full
@@ -812,7 +835,11 @@ func (p *planner) recoverIntents() error {
 					p.overlay[in.ExternalID] = &l
 					it.Link, it.TargetID = &l, rec.ID()
 					it.Reason = fmt.Sprintf("created by run %d, which stopped before recording it: linked", in.RunID)
-					break
+					if p.recovered == nil {
+						p.recovered = map[string]Item{}
+					}
+					p.recovered[in.ExternalID] = it
+					continue
 				}
 			}
 			it.Reason = fmt.Sprintf("run %d stopped before creating it: nothing to record", in.RunID)
