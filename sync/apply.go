@@ -19,14 +19,23 @@ import (
 
 // Result is what a run did. Counts are what the target confirmed, never the requests sent.
 type Result struct {
-	RunID     uint64         `json:"run_id"`
-	Done      map[Action]int `json:"done"` // users
+	RunID uint64         `json:"run_id"`
+	Done  map[Action]int `json:"done"` // users
 	// GroupsDone counts the groups' writes that were done.
 	GroupsDone map[Action]int `json:"groups_done,omitempty"`
-	Failed    []ItemError    `json:"failed,omitempty"`
-	Replanned int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
+	Failed     []ItemError    `json:"failed,omitempty"`
+	Replanned  int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
 	// Stopped says why the run stopped dispatching before the end of the plan (its deadline).
 	Stopped string `json:"stopped,omitempty"`
+	// Phases says how long each apply phase that had writes took.
+	Phases []PhaseTime `json:"phases,omitempty"`
+}
+
+// PhaseTime is one apply phase: users created and updated, groups, users deprovisioned.
+type PhaseTime struct {
+	Name    string  `json:"name"`
+	Changes int     `json:"changes"` // plan items: a group's create and its member batches are one
+	Seconds float64 `json:"seconds"`
 }
 
 // ItemError is one resource whose change failed, with what was tried, so the change log can
@@ -195,12 +204,13 @@ func isWrite(it Item) bool {
 // them, and deprovisioned after the groups they leave; each phase is committed before the next
 // starts, so a group's member ids are in state when it is sent.
 var phases = []struct {
+	name    string
 	kind    Kind
 	actions []Action
 }{
-	{KindUser, []Action{ActionCreate, ActionUpdate}},
-	{KindGroup, []Action{ActionCreate, ActionUpdate, ActionDelete}},
-	{KindUser, []Action{ActionDisable, ActionDelete}},
+	{"users", KindUser, []Action{ActionCreate, ActionUpdate}},
+	{"groups", KindGroup, []Action{ActionCreate, ActionUpdate, ActionDelete}},
+	{"deprovision", KindUser, []Action{ActionDisable, ActionDelete}},
 }
 
 // writes sends the plan's writes, phase by phase.
@@ -221,7 +231,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	a.stop = stop
 	done := 0
 	for _, ph := range phases {
-		dispatchErr, err := a.phase(stopCtx, ph.kind, ph.actions, res, &done, total, progress)
+		dispatchErr, err := a.phase(stopCtx, ph.name, ph.kind, ph.actions, res, &done, total, progress)
 		if err != nil {
 			return err
 		}
@@ -247,7 +257,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 
 // phase sends one phase's writes with target.concurrency workers and commits their outcomes;
 // it returns why dispatching stopped early (dispatchErr) apart from a failure to record (err).
-func (a *applier) phase(stopCtx context.Context, kind Kind, actions []Action, res *Result, done *int, total int,
+func (a *applier) phase(stopCtx context.Context, name string, kind Kind, actions []Action, res *Result, done *int, total int,
 	progress Progress) (dispatchErr, err error) {
 	count := 0
 	for _, act := range actions {
@@ -256,6 +266,10 @@ func (a *applier) phase(stopCtx context.Context, kind Kind, actions []Action, re
 	if count == 0 {
 		return nil, nil
 	}
+	start := time.Now()
+	defer func() {
+		res.Phases = append(res.Phases, PhaseTime{Name: name, Changes: count, Seconds: time.Since(start).Seconds()})
+	}()
 	jobs := make(chan Item)
 	results := make(chan outcome, 4*intentBatch)
 	var workers gosync.WaitGroup
