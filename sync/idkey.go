@@ -16,7 +16,9 @@ type idKey struct {
 }
 
 func keyOf(id string) idKey {
-	if u, ok := parseUUID(id); ok {
+	// the nil UUID keeps its string: as 16 zero bytes it would be the empty key, and String
+	// would give "" back
+	if u, ok := parseUUID(id); ok && u != ([16]byte{}) {
 		return idKey{u: u}
 	}
 	return idKey{s: id}
