@@ -25,6 +25,9 @@ type Result struct {
 	GroupsDone map[Action]int `json:"groups_done,omitempty"`
 	Failed     []ItemError    `json:"failed,omitempty"`
 	Replanned  int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
+	// Adopted counts creates the target answered 409 whose existing user the run then adopted
+	// and updated: the target did not create them, so they are not in Done[create].
+	Adopted int `json:"adopted,omitempty"`
 	// Stopped says why the run stopped dispatching before the end of the plan (its deadline).
 	Stopped string `json:"stopped,omitempty"`
 	// Phases says how long each apply phase that had writes took.
@@ -67,6 +70,7 @@ type outcome struct {
 	err       error
 	replanned bool
 	noop      bool // nothing needed doing after all (seen when planning again)
+	adopted   bool // a create answered 409: the user found was adopted instead
 }
 
 // applier is one Apply: the plan, the run, and what the workers share.
@@ -107,6 +111,9 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 	}
 	for act, n := range res.GroupsDone {
 		run.Counts["group_"+string(act)] = n
+	}
+	if res.Adopted > 0 {
+		run.Counts["adopted"] = res.Adopted
 	}
 	run.Counts["unchanged"] = plan.Unchanged
 	if plan.GroupsUnchanged > 0 {
@@ -413,6 +420,8 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, done *int, tot
 					TargetID: o.it.TargetID, Action: o.it.Action, Changes: o.it.Changes, Error: msg})
 				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),
 					zap.String("action", string(o.it.Action)), zap.String("error", msg))
+			case failed == nil && o.adopted:
+				res.Adopted++
 			case failed == nil && !o.noop:
 				if o.it.Kind == KindGroup {
 					res.GroupsDone[o.it.Action]++
@@ -583,7 +592,7 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	adopt := it
 	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID(), true, nil
 	o := a.update(ctx, adopt)
-	o.noop = false
+	o.noop, o.adopted = false, o.err == nil
 	return o
 }
 

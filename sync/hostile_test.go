@@ -331,3 +331,31 @@ func TestHostileDetailIsSanitised(t *testing.T) {
 		t.Fatalf("control characters reach the result: %q", text.String())
 	}
 }
+
+// TestCreateAnswered409IsAdoptedNotCounted is issue 14's "the count reported is what the target
+// confirmed": a user made on the target between plan and apply makes the planned create answer
+// 409; the run adopts the user it finds and counts it as adopted, not created.
+func TestCreateAnswered409IsAdoptedNotCounted(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 3)
+	eng, done := e.engine(runOpts{})
+	plan, err := eng.Plan(context.Background(), scimsync.PlanOptions{})
+	if err != nil || plan.Summary[scimsync.ActionCreate] != 3 {
+		t.Fatalf("plan: %v %s", err, scimsync.SummaryLine(plan))
+	}
+	tg.CreateUser(scim.Doc{"schemas": []any{scim.UserSchema}, "userName": "user001", "active": true})
+	res, err := eng.Apply(context.Background(), plan, nil)
+	done()
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	if res.Done[scimsync.ActionCreate] != 2 || res.Adopted != 1 {
+		t.Fatalf("created %d, adopted %d; want 2 and 1 (%s)", res.Done[scimsync.ActionCreate], res.Adopted, scimsync.ResultLine(res))
+	}
+	if line := scimsync.ResultLine(res); !strings.Contains(line, "2 created") || !strings.Contains(line, "1 adopted") {
+		t.Fatalf("result line: %s", line)
+	}
+	if n := len(tg.Users()); n != 3 {
+		t.Fatalf("%d users on the target, want 3", n)
+	}
+	converges(t, e, tg, runOpts{})
+}
