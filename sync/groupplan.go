@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/scimclient"
@@ -109,6 +111,9 @@ func (p *planner) planGroups() error {
 	}
 	gp.full = res.Full
 	p.plan.GroupRead = &ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: len(gp.changed)}
+	if p.plan.GroupRead.CursorRefused() {
+		p.e.log.Warn("the stored directory cursor could not be used: groups read in full", zap.String("reason", res.Fallback))
+	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
 		p.plan.groupCursor = &cursorUpdate{kind: state.LinkGroup, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: -1}
 	}

@@ -145,6 +145,12 @@ type ReadInfo struct {
 	Entries   int    `json:"entries"` // changes read
 }
 
+// CursorRefused says the read had a delta cursor and could not use it (expired, refused by the
+// server, issued by another server, configuration changed): it read in full instead.
+func (r ReadInfo) CursorRefused() bool {
+	return r.Fallback != "" && r.Fallback != ldap.FallbackNoCursor
+}
+
 // Plan is the value the dry run prints and apply executes. Its items live in a spool (in
 // memory, on disk when large) so a plan of 100,000 creates does not sit in the heap; Close it.
 type Plan struct {

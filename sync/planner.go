@@ -217,8 +217,8 @@ func (p *planner) run() error {
 	}
 	p.readFull = res.Full
 	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: p.plan.Source}
-	if res.Fallback != "" {
-		p.e.log.Info("directory read in full", zap.String("reason", res.Fallback))
+	if p.plan.Read.CursorRefused() {
+		p.e.log.Warn("the stored directory cursor could not be used: users read in full", zap.String("reason", res.Fallback))
 	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
 		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target}
