@@ -51,6 +51,7 @@ type groupPlanner struct {
 	userDN     map[string]string // dnKey -> user external id, looked up this run
 	userUID    map[string]string // lower(uid) -> user external id, looked up this run
 	seenGroups map[string]bool   // external ids of the groups planned
+	nesting    string            // groups.nesting, or flatten when the target takes no groups as members
 }
 
 // planGroups is the groups' phases: read, resolve members, nest, match, diff, gone, limits.
@@ -64,7 +65,11 @@ func (p *planner) planGroups() error {
 		return nil
 	}
 	gp := &groupPlanner{planner: p, g: g, byDN: map[string]*groupEntry{}, lookedUp: map[string]*groupEntry{},
-		userDN: map[string]string{}, userUID: map[string]string{}, seenGroups: map[string]bool{}}
+		userDN: map[string]string{}, userUID: map[string]string{}, seenGroups: map[string]bool{}, nesting: g.cfg.Nesting}
+	if gp.nesting == NestingPreserve && !p.plan.caps.GroupMembersMayBeGroups() {
+		gp.nesting = NestingFlatten
+		p.plan.Notices = append(p.plan.Notices, "groups.nesting is preserve, but the target's Group schema takes only users as members (members.type or members.$ref in /Schemas): nested groups are flattened")
+	}
 	idAttr := g.cfg.IDAttribute
 	if idAttr == "" {
 		idAttr = p.e.source.UserQuery(nil).IDAttribute
@@ -206,7 +211,7 @@ func (gp *groupPlanner) incomplete() error {
 // carryUp adds to the groups to plan those whose effective members a changed group alters: its
 // parents, up the chain (flatten only; the directory's parents are recorded in the links).
 func (gp *groupPlanner) carryUp() error {
-	if gp.g.cfg.Nesting != NestingFlatten || gp.full || len(gp.changed)+len(gp.deletes) == 0 {
+	if gp.nesting != NestingFlatten || gp.full || len(gp.changed)+len(gp.deletes) == 0 {
 		return nil
 	}
 	parents := map[string][]state.Link{} // child external id -> parent links
@@ -399,7 +404,7 @@ func (gp *groupPlanner) members(ge *groupEntry) (map[string]Member, []string, in
 				if depth == 0 {
 					nested = append(nested, sub.ext)
 				}
-				switch gp.g.cfg.Nesting {
+				switch gp.nesting {
 				case NestingNone:
 					outside++
 				case NestingPreserve:

@@ -263,3 +263,34 @@ func newEnvWithSeed(t *testing.T, seed string) *env {
 	e.slapd = slapdtest.Start(t, seed)
 	return e
 }
+
+// TestPreserveFlattensForATargetWithoutNestedGroups: groups.nesting preserve against a target
+// whose Group schema takes only users as members (and refuses a group member): the plan says so
+// and sends the groups flattened, which the target accepts; the next run writes nothing.
+func TestPreserveFlattensForATargetWithoutNestedGroups(t *testing.T) {
+	tg := targettest.Start(t)
+	tg.Set(func(b *targettest.Behaviour) { b.UsersOnlyInGroups = true })
+	e := newEnvWithSeed(t, groupDirectory())
+	e.targetURL, e.token = tg.URL, tg.Token
+	e.client = e.newClient()
+	o := runOpts{groups: groupsCfg(scimsync.NestingPreserve), ldap: inPeople}
+	plan, res := e.mustRun(o)
+	if len(res.Failed) > 0 || !strings.Contains(strings.Join(plan.Notices, "\n"), "nested groups are flattened") {
+		t.Fatalf("%s %+v %q", scimsync.SummaryLine(plan), res.Failed, plan.Notices)
+	}
+	got := e.targetGroups()
+	if strings.Join(got["chain-a"], ",") != "user002" || strings.Join(got["outer"], ",") != "user001,user009" {
+		t.Fatalf("not flattened: chain-a %v outer %v", got["chain-a"], got["outer"])
+	}
+	for name, members := range got {
+		for _, m := range members {
+			if strings.HasPrefix(m, "@") {
+				t.Fatalf("group %s has the group member %s", name, m)
+			}
+		}
+	}
+	tg.ResetCounts()
+	if plan, _ := e.mustRun(o); plan.Pending() || tg.Writes() != 0 {
+		t.Fatalf("the run after wrote %d: %s", tg.Writes(), scimsync.SummaryLine(plan))
+	}
+}

@@ -56,6 +56,10 @@ type Behaviour struct {
 	// is accepted): "urn:…:User:description" for an extension attribute, "title" or
 	// "name.middleName" for core ones.
 	Undeclared []string
+	// UsersOnlyInGroups makes /Schemas declare Group members of type User only (members.type
+	// canonicalValues and members.$ref referenceTypes ["User"]), as a target without nested
+	// groups does, and refuses a group member that is a group (400 invalidValue).
+	UsersOnlyInGroups bool
 	// RequireETag: a PUT, PATCH or DELETE of a resource without If-Match is 428, and one whose
 	// If-Match is not the current version is 412.
 	RequireETag bool
@@ -583,6 +587,9 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		if a, refused := tg.checkWrite(r, b, rel, body); refused {
 			return a
 		}
+		if b.UsersOnlyInGroups && strings.HasPrefix(rel, "/Groups") && tg.groupAsMember(body) {
+			return scimError(http.StatusBadRequest, "invalidValue", "a group cannot be a member of a group here")
+		}
 	}
 	if r.Method == http.MethodPost && rel == "/Users" && b.Create != CreateNormal {
 		return tg.create(r, b, body)
@@ -605,8 +612,12 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		}
 	}
 	switch {
-	case r.Method == http.MethodGet && strings.HasPrefix(rel, "/Schemas") && a.status == http.StatusOK && len(b.Undeclared) > 0:
+	case r.Method == http.MethodGet && strings.HasPrefix(rel, "/Schemas") && a.status == http.StatusOK &&
+		(len(b.Undeclared) > 0 || b.UsersOnlyInGroups):
 		a.body = reduceSchemas(a.body, b.Undeclared)
+		if b.UsersOnlyInGroups {
+			a.body = usersOnlyInGroups(a.body)
+		}
 	case r.Method == http.MethodGet && rel == "/ServiceProviderConfig" && b.List == ListZeroItems:
 		a.body = setMaxResultsZero(a.body)
 	}
