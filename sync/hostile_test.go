@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -358,4 +359,35 @@ func TestCreateAnswered409IsAdoptedNotCounted(t *testing.T) {
 		t.Fatalf("%d users on the target, want 3", n)
 	}
 	converges(t, e, tg, runOpts{})
+}
+
+// TestDeltaFindingUsersGoneStops is issue 14 case 2 in a delta run: the target lost 20 of the
+// 30 users the sync created, and the directory changed them; the delta's lookups find them gone
+// and the run stops before re-creating them (exit 3), as a full reconcile would. Approved with
+// --allow-recreate, they are created again once.
+func TestDeltaFindingUsersGoneStops(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 30)
+	e.mustRun(runOpts{})
+	users := e.targetUsers()
+	for i := 0; i < 20; i++ {
+		id, _ := users[slapdtest.UUID(i)]["id"].(string)
+		if err := e.client.Delete(context.Background(), scimclient.Users, id, ""); err != nil {
+			t.Fatal(err)
+		}
+		e.slapd.Replace(t, slapdtest.PersonDN(fmt.Sprintf("user%03d", i)), "title", "Moved")
+	}
+	tg.ResetCounts()
+	plan, _, err := e.run(runOpts{})
+	if plan.Mode != "delta" || !errors.Is(err, scimsync.ErrSafetyLimit) || plan.Blocked == nil ||
+		!strings.Contains(plan.Blocked.Message, "lacks 20") || tg.Writes() != 0 {
+		t.Fatalf("delta over a target that lost 20 users: mode %s, %v %+v, %d writes %s %+v", plan.Mode, err, plan.Blocked, tg.Writes(), scimsync.SummaryLine(plan), plan.Items()[0])
+	}
+	plan, res, err := e.run(runOpts{plan: scimsync.PlanOptions{AllowRecreate: 20}})
+	if err != nil || res.Done[scimsync.ActionCreate] != 20 {
+		t.Fatalf("approved: %v %s", err, scimsync.SummaryLine(plan))
+	}
+	converges(t, e, tg, runOpts{plan: scimsync.PlanOptions{Full: true}})
+	if n := len(tg.Users()); n != 30 {
+		t.Fatalf("%d users", n)
+	}
 }

@@ -52,7 +52,7 @@ type planner struct {
 	relinked  map[string]bool   // external ids of links taken over by a new entry
 	taken     map[string]string // target id -> the external id of the entry that matched it
 	relinks   int
-	missing   int      // created users the target's listing lacks
+	missing   int      // created users the target's listing lacks (a delta: its lookups found gone)
 	notes     []string // warnings found while planning (group cycles, depth), each once
 
 	// what the group planner needs to know of the users (only when groups are synced)
@@ -269,9 +269,9 @@ func (p *planner) run() error {
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(p.notes))) {
 		p.plan.Warnings = append(p.plan.Warnings, n)
 	}
-	if p.reconcile {
-		p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
-	}
+	// a full reconcile counts the created users its listing lacks, a delta those its lookups
+	// found gone: either way a target that lost many users stops the run before re-creating
+	p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
 	if p.plan.Blocked == nil {
 		p.e.checkLimits(p.plan, p.relinks, p.opts.AllowDeprovision)
 	}
@@ -471,8 +471,8 @@ func (p *planner) planUser(d Desired, entry *ldap.Entry) error {
 	if err != nil {
 		return err
 	}
-	if linked && p.reconcile && matchedBy != "link" && link.Origin == state.OriginCreated {
-		p.missing++ // a user the sync created is not in the target's listing
+	if linked && matchedBy != "link" && link.Origin == state.OriginCreated {
+		p.missing++ // a user the sync created is not on the target (its listing, or a delta's lookup by id)
 	}
 	it.MatchedBy = matchedBy
 	cms := rec != nil && rec.cms

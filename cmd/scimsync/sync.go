@@ -81,7 +81,7 @@ func (a *app) syncCmd() *cobra.Command {
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; write nothing to the target or the state file")
 	fl.StringVar(&f.user, "user", "", "provision this one userName now, showing each step")
 	fl.IntVar(&f.allowDeprovision, "allow-deprovision", 0, "approve up to N disables/deletes/re-links beyond the safety limits, once")
-	fl.IntVar(&f.allowRecreate, "allow-recreate", 0, "approve creating again up to N users the target's listing lacks, once")
+	fl.IntVar(&f.allowRecreate, "allow-recreate", 0, "approve creating again up to N users the sync created that the target lacks, once")
 	fl.BoolVar(&f.full, "full", false, "read both sides in full and repair drift (a full reconcile), whether it is due or not")
 	return cmd
 }
