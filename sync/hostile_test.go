@@ -391,3 +391,42 @@ func TestDeltaFindingUsersGoneStops(t *testing.T) {
 		t.Fatalf("%d users", n)
 	}
 }
+
+// TestRateBelowTheTargetsLimitDrawsNo429s is issue 9 case 6 as a whole sync: a target that
+// allows 20 requests/s (burst 1) and a client set to 15/s: at most one 429 in the run. Then a
+// client set above the target's limit (40/s) slows itself down: fewer than half of its requests
+// are refused, every update lands, and the run converges. (The burst itself, and the AIMD
+// back-off that also absorbs a large one, are measured in scimclient's governor tests.)
+func TestRateBelowTheTargetsLimitDrawsNo429s(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 40)
+	tg.Set(func(b *targettest.Behaviour) { b.RateLimit = 20 })
+	throttled := func() int {
+		n := 0
+		for _, r := range tg.Requests() {
+			if r.Status == 429 {
+				n++
+			}
+		}
+		return n
+	}
+	e.tune = func(c *scimclient.TargetConfig) { c.RequestsPerSecond, c.Concurrency = 15, 4 }
+	if _, res, err := e.run(runOpts{}); err != nil || len(res.Failed) > 0 || res.Done[scimsync.ActionCreate] != 40 {
+		t.Fatalf("initial at 15/s: %v %+v", err, res)
+	}
+	if n := throttled(); n > 1 {
+		t.Fatalf("%d answers 429 at 15/s against a limit of 20/s", n)
+	}
+	for i := 0; i < 40; i++ {
+		e.slapd.Replace(t, slapdtest.PersonDN(fmt.Sprintf("user%03d", i)), "title", "Faster")
+	}
+	tg.ResetCounts()
+	e.tune = func(c *scimclient.TargetConfig) { c.RequestsPerSecond, c.Concurrency = 40, 4 }
+	if _, res, err := e.run(runOpts{}); err != nil || len(res.Failed) > 0 || res.Done[scimsync.ActionUpdate] != 40 {
+		t.Fatalf("40 updates at 40/s against 20/s: %v %+v", err, res)
+	}
+	if n, total := throttled(), len(tg.Requests()); n*2 > total {
+		t.Fatalf("%d of %d requests answered 429: the client did not slow down", n, total)
+	}
+	tg.Reset()
+	converges(t, e, tg, runOpts{})
+}
