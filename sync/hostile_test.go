@@ -151,6 +151,9 @@ func TestTargetRequiringETags(t *testing.T) {
 	if err != nil || res.Replanned != 1 || res.Done[scimsync.ActionUpdate] != 1 {
 		t.Fatalf("412 then planned again: %v %+v", err, res)
 	}
+	if line := scimsync.ResultLine(res); !strings.Contains(line, "1 planned again") {
+		t.Fatalf("the result line does not say it: %s", line)
+	}
 	after := e.targetUsers()[slapdtest.UUID(2)]
 	if after["title"] != "Manager" || after["nickName"] != "Bee" {
 		t.Fatalf("after the re-plan: %v", after)

@@ -232,6 +232,9 @@ func ResultLine(r *Result) string {
 	if g := r.GroupsDone; g[ActionCreate]+g[ActionUpdate]+g[ActionDelete] > 0 {
 		s += fmt.Sprintf("; groups: %d created, %d updated, %d deleted", g[ActionCreate], g[ActionUpdate], g[ActionDelete])
 	}
+	if r.Replanned > 0 {
+		s += fmt.Sprintf(", %d planned again (the target refused a stale or unmatched write)", r.Replanned)
+	}
 	if r.Adopted > 0 {
 		s += fmt.Sprintf(", %d adopted (the target already held them)", r.Adopted)
 	}
