@@ -312,6 +312,20 @@ func setMaxResultsZero(body []byte) []byte {
 	return out
 }
 
+// setPatchUnsupported rewrites /ServiceProviderConfig to say patch.supported false.
+func setPatchUnsupported(body []byte) []byte {
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return body
+	}
+	doc["patch"] = map[string]any{"supported": false}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
 // etagMatches compares an If-Match list with the current version, weakly, "*" matching any.
 func etagMatches(header, version string) bool {
 	strip := func(s string) string { return strings.TrimPrefix(strings.TrimSpace(s), "W/") }

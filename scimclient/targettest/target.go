@@ -60,6 +60,9 @@ type Behaviour struct {
 	// canonicalValues and members.$ref referenceTypes ["User"]), as a target without nested
 	// groups does, and refuses a group member that is a group (400 invalidValue).
 	UsersOnlyInGroups bool
+	// NoPatch makes /ServiceProviderConfig say patch.supported false and answers every PATCH
+	// 501, as a target that only takes PUT does.
+	NoPatch bool
 	// RequireETag: a PUT, PATCH or DELETE of a resource without If-Match is 428, and one whose
 	// If-Match is not the current version is 412.
 	RequireETag bool
@@ -577,6 +580,9 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		return scimError(http.StatusNotFound, "", "no /ResourceTypes here")
 	}
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	if r.Method == http.MethodPatch && b.NoPatch {
+		return scimError(http.StatusNotImplemented, "", "PATCH is not supported here")
+	}
 	if write && b.FailWrites != 0 {
 		return scimError(b.FailWrites, "", "writes are failing")
 	}
@@ -618,8 +624,13 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		if b.UsersOnlyInGroups {
 			a.body = usersOnlyInGroups(a.body)
 		}
-	case r.Method == http.MethodGet && rel == "/ServiceProviderConfig" && b.List == ListZeroItems:
-		a.body = setMaxResultsZero(a.body)
+	case r.Method == http.MethodGet && rel == "/ServiceProviderConfig" && (b.List == ListZeroItems || b.NoPatch):
+		if b.List == ListZeroItems {
+			a.body = setMaxResultsZero(a.body)
+		}
+		if b.NoPatch {
+			a.body = setPatchUnsupported(a.body)
+		}
 	}
 	return a
 }
