@@ -252,6 +252,11 @@ admn:
 	if !strings.Contains(out, "ldap: bound to file://") || !strings.Contains(out, "state: ") {
 		t.Fatalf("check of the demo config:\n%s", out)
 	}
+	// the demo directory's groups: engineering (alice, carol: bob left in step 4), staff
+	// (engineering, dave, erin), ops (posixGroup: frank, grace)
+	if !strings.Contains(out, "groups: 3 groups under ou=groups,") || !strings.Contains(out, "with 7 member values") {
+		t.Fatalf("check does not count the demo's groups:\n%s", out)
+	}
 }
 
 func TestLooseSecretWarnedAtStartupWithJournalPriority(t *testing.T) {
