@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scimsync/scimsync/ldap/slapdtest"
+	scimsync "github.com/scimsync/scimsync/sync"
 )
 
 // benchSync measures `scimsync sync` at scale: n users loaded into slapd with slapadd, synced into
@@ -121,6 +123,7 @@ log:
 		ldap           time.Duration
 		wantWrites     int64
 		wantWritesText string
+		phases         []scimsync.PhaseTime
 	}
 	var rows []row
 	run := func(name string, users int, wantWrites int64, extra ...string) error {
@@ -134,7 +137,7 @@ log:
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		rows = append(rows, row{name: name, users: users, wall: m.wall, rssKiB: m.rssKiB, requests: m.requests, writes: m.writes,
-			mode: m.mode, ldap: ls, wantWrites: wantWrites})
+			mode: m.mode, ldap: ls, wantWrites: wantWrites, phases: m.phases})
 		if wantWrites >= 0 && m.writes != wantWrites {
 			return fmt.Errorf("%s: %d writes, want %d", name, m.writes, wantWrites)
 		}
@@ -170,9 +173,19 @@ log:
 	if err := run("one user", 1, 1, "--user", one); err != nil {
 		return err
 	}
-	listed, listTime, err := listAll(base)
+	listed, listTime, err := listAll(base, "Users")
 	if err != nil || listed != *n {
 		return fmt.Errorf("target listing baseline: %d users, %v", listed, err)
+	}
+	listWhat := "GET /Users"
+	if *groups > 0 {
+		// a full reconcile lists the groups too, with their members
+		listedGroups, groupTime, err := listAll(base, "Groups")
+		if err != nil || listedGroups != *groups+1 {
+			return fmt.Errorf("target listing baseline: %d groups, %v", listedGroups, err)
+		}
+		listTime += groupTime
+		listWhat = "GET /Users and /Groups"
 	}
 	if err := run("full reconcile", *n, 0, "--full"); err != nil {
 		return err
@@ -193,12 +206,23 @@ log:
 			r.wall.Seconds()/r.ldap.Seconds())
 	}
 	full := rows[len(rows)-1]
-	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, GET /Users in pages of 1000, same run)\n",
+	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, %s in pages of 1000, same run)\n",
 		full.wall.Round(time.Millisecond), full.wall.Seconds()/(3*full.ldap.Seconds()+listTime.Seconds()),
-		full.ldap.Round(time.Millisecond), listTime.Round(time.Millisecond))
+		full.ldap.Round(time.Millisecond), listTime.Round(time.Millisecond), listWhat)
 	init := rows[0]
-	fmt.Printf("\ninitial sync: %.0f users/s = %.2f x the target's raw create rate at the same concurrency\n",
+	fmt.Printf("\ninitial sync: %.0f users/s over the whole run = %.2f x the target's raw create rate at the same concurrency\n",
 		float64(init.users)/init.wall.Seconds(), float64(init.users)/init.wall.Seconds()/rawStat.rate())
+	for _, ph := range init.phases {
+		switch ph.Name {
+		case "users":
+			fmt.Printf("  users phase: %d users created in %.1fs = %.0f users/s = %.2f x the raw create rate\n",
+				ph.Changes, ph.Seconds, float64(ph.Changes)/ph.Seconds, float64(ph.Changes)/ph.Seconds/rawStat.rate())
+		case "groups":
+			fmt.Printf("  groups phase: %d groups created with their %d memberships in %.1fs\n",
+				ph.Changes, *groups*(*groupSize)+min(*bigGroup, *n), ph.Seconds)
+		}
+	}
+	fmt.Printf("  planning and recording: the rest, %.1fs\n", init.wall.Seconds()-phaseSeconds(init.phases))
 	return nil
 }
 
@@ -207,6 +231,7 @@ type syncMeasure struct {
 	rssKiB           int64
 	requests, writes int64
 	mode             string
+	phases           []scimsync.PhaseTime
 }
 
 // syncProcess runs the binary under GNU time and reads its JSON plan header and result.
@@ -217,36 +242,45 @@ func syncProcess(bin string, args []string) (syncMeasure, error) {
 	}
 	_ = rss.Close()
 	defer os.Remove(rss.Name())
-	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rss.Name(), bin}, args...)...)
-	out, err := cmd.StdoutPipe()
+	// stdout goes to a file and is decoded after the process ends: decoding a 100,000-item plan
+	// while it is written would slow the sync down through the pipe (a real run writes to a
+	// file or the journal), and the bench's own parsing is not the sync's time
+	report, err := os.CreateTemp("", "scimsync-bench-report-")
 	if err != nil {
 		return syncMeasure{}, err
 	}
-	cmd.Stderr = os.Stderr
+	defer os.Remove(report.Name())
+	defer report.Close()
+	cmd := exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rss.Name(), bin}, args...)...)
+	cmd.Stdout, cmd.Stderr = report, os.Stderr
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return syncMeasure{}, err
-	}
+	werr := cmd.Run()
 	var m syncMeasure
-	// sync -o json prints one document: the report, with the plan streamed into it
-	dec := json.NewDecoder(bufio.NewReaderSize(out, 1<<20))
-	var rep struct {
-		Plan struct {
-			Mode string `json:"mode"`
-		} `json:"plan"`
-		Requests int64 `json:"scim_requests"`
-		Writes   int64 `json:"scim_writes"`
-	}
-	derr := dec.Decode(&rep)
-	werr := cmd.Wait()
 	m.wall = time.Since(t0)
 	if werr != nil {
 		return m, werr
 	}
-	if derr != nil {
-		return m, fmt.Errorf("reading the report: %w", derr)
+	if _, err := report.Seek(0, io.SeekStart); err != nil {
+		return m, err
+	}
+	// sync -o json prints one document: the report, with the plan streamed into it
+	var rep struct {
+		Plan struct {
+			Mode string `json:"mode"`
+		} `json:"plan"`
+		Result *struct {
+			Phases []scimsync.PhaseTime `json:"phases"`
+		} `json:"result"`
+		Requests int64 `json:"scim_requests"`
+		Writes   int64 `json:"scim_writes"`
+	}
+	if err := json.NewDecoder(bufio.NewReaderSize(report, 1<<20)).Decode(&rep); err != nil {
+		return m, fmt.Errorf("reading the report: %w", err)
 	}
 	m.mode, m.requests, m.writes = rep.Plan.Mode, rep.Requests, rep.Writes
+	if rep.Result != nil {
+		m.phases = rep.Result.Phases
+	}
 	rawRSS, err := os.ReadFile(rss.Name())
 	if err != nil {
 		return m, err
@@ -255,13 +289,13 @@ func syncProcess(bin string, args []string) (syncMeasure, error) {
 	return m, err
 }
 
-// listAll pages through the target's users as a plain client would, for the baseline of what
-// the target's own listing costs.
-func listAll(base string) (int, time.Duration, error) {
+// listAll pages through the target's resources of one endpoint (Users, Groups) as a plain
+// client would, for the baseline of what the target's own listing costs.
+func listAll(base, endpoint string) (int, time.Duration, error) {
 	t0 := time.Now()
 	n := 0
 	for start := 1; ; {
-		code, raw, err := callBody("GET", fmt.Sprintf("%s/Users?startIndex=%d&count=1000", base, start), nil)
+		code, raw, err := callBody("GET", fmt.Sprintf("%s/%s?startIndex=%d&count=1000", base, endpoint, start), nil)
 		if err != nil || code != 200 {
 			return n, 0, fmt.Errorf("list: %d %v", code, err)
 		}
@@ -285,4 +319,12 @@ func groupsSection(groups int) string {
 		return ""
 	}
 	return fmt.Sprintf("groups:\n  base_dn: %s\n  filter: (objectClass=groupOfNames)\n  member_attributes: [member]\n", slapdtest.Groups)
+}
+
+func phaseSeconds(phases []scimsync.PhaseTime) float64 {
+	total := 0.0
+	for _, ph := range phases {
+		total += ph.Seconds
+	}
+	return total
 }

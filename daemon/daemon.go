@@ -451,6 +451,7 @@ func (d *Daemon) recordOutcome(started time.Time, opts SyncOptions, out *Outcome
 	d.m.setLastResult(result)
 	if plan != nil {
 		d.m.unchanged.Add(float64(plan.Unchanged))
+		d.m.countFallbacks(plan)
 	}
 	if res != nil {
 		for a, n := range res.Done {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/scimsync/scimsync/daemon/notify"
+	"github.com/scimsync/scimsync/sync"
 )
 
 // metrics are registered on the daemon's own registry, never the global default.
@@ -20,6 +21,7 @@ type metrics struct {
 	retries     prometheus.Counter
 	throttled   prometheus.Counter
 	ldapEntries prometheus.Counter
+	fallbacks   *prometheus.CounterVec
 	lastSuccess prometheus.Gauge
 	skipped     prometheus.Counter
 	panics      prometheus.Counter
@@ -57,6 +59,8 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 			Help: "429 and 503 answers from the SCIM target."}),
 		ldapEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_ldap_entries_read_total",
 			Help: "Directory entries read."}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_ldap_delta_fallbacks_total",
+			Help: "Directory reads whose stored delta cursor could not be used (expired, refused, another server, configuration changed), so they read in full; by kind (users, groups)."}, []string{"kind"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scimsync_last_success_timestamp_seconds",
 			Help: "Unix time of the last sync that finished without error."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_sync_skipped_ticks_total",
@@ -80,13 +84,25 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 		m.lastResult.WithLabelValues(r)
 		m.runs.WithLabelValues(r)
 	}
-	reg.MustRegister(m.runs, m.duration, m.users, m.unchanged, m.scimReqs, m.retries, m.throttled, m.ldapEntries,
+	m.fallbacks.WithLabelValues("users")
+	m.fallbacks.WithLabelValues("groups")
+	reg.MustRegister(m.runs, m.duration, m.users, m.unchanged, m.scimReqs, m.retries, m.throttled, m.ldapEntries, m.fallbacks,
 		m.lastSuccess, m.skipped, m.panics, m.reloads, m.serverReqs, m.managed, m.lastResult, m.notifications, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // setLastResult marks result as the last run's.
+// countFallbacks counts the reads of a run whose stored cursor could not be used.
+func (m *metrics) countFallbacks(plan *sync.Plan) {
+	if plan.Read.CursorRefused() {
+		m.fallbacks.WithLabelValues("users").Inc()
+	}
+	if plan.GroupRead != nil && plan.GroupRead.CursorRefused() {
+		m.fallbacks.WithLabelValues("groups").Inc()
+	}
+}
+
 func (m *metrics) setLastResult(result string) {
 	for _, r := range runResults {
 		v := 0.0

@@ -70,7 +70,7 @@ func (r *reader) dirsync(ctx context.Context, cur *Cursor) (ReadResult, error) {
 	cookie, err := r.dirsyncCookie(ctx, nc)
 	if notPermitted(err) {
 		res, err := r.dirsyncDenied(ctx, nil, err)
-		if err == nil && why != "no cursor" {
+		if err == nil && why != FallbackNoCursor {
 			res.Fallback = why + "; " + res.Fallback
 		}
 		return res, err

@@ -214,11 +214,15 @@ func (r *reader) emit(kind ChangeKind, e Entry) error {
 	return nil
 }
 
+// FallbackNoCursor is the fallback reason of a read that had no cursor to continue from (a
+// first run, or a full reconcile, which reads in full on purpose): not a refused cursor.
+const FallbackNoCursor = "no cursor"
+
 // unusable says why cur cannot continue a delta with mech on server, "" when it can.
 func (r *reader) unusable(cur *Cursor, mech, server string) string {
 	switch {
 	case cur == nil || cur.Mechanism == "":
-		return "no cursor"
+		return FallbackNoCursor
 	case cur.Mechanism != mech:
 		return fmt.Sprintf("the cursor is for %s, this read uses %s", cur.Mechanism, mech)
 	case cur.Server != server:

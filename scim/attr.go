@@ -1,8 +1,11 @@
 package scim
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // AttrPath names one value of a resource that a client sets: a core or extension attribute,
@@ -26,7 +29,7 @@ func (p AttrPath) String() string {
 	s := p.Attr
 	switch {
 	case p.Type != "":
-		s = fmt.Sprintf("%s[type eq %s]", p.Attr, strconv.Quote(p.Type))
+		s = fmt.Sprintf("%s[type eq %s]", p.Attr, FilterString(p.Type))
 		if p.Sub != "" {
 			s += "." + p.Sub
 		}
@@ -37,6 +40,17 @@ func (p AttrPath) String() string {
 		s = p.Ext + ":" + s
 	}
 	return s
+}
+
+// FilterString quotes s as a string literal of a SCIM filter or PATCH value path, which is a
+// JSON string (RFC 7644 §3.4.2.2): Go's %q and strconv.Quote write \x and \U escapes that no
+// SCIM server reads, so an id or type with a control or non-BMP character would be refused.
+func FilterString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes; invalid UTF-8 becomes U+FFFD
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // element is the path of the whole typed element (emails[type eq "work"]).

@@ -15,6 +15,10 @@ type AttributeDocument struct {
 	MultiValued   bool                `json:"multiValued"`
 	CaseExact     bool                `json:"caseExact"`
 	SubAttributes []AttributeDocument `json:"subAttributes"`
+	// CanonicalValues and ReferenceTypes say which values a member's type or $ref may take
+	// (a target without nested groups declares "User" alone).
+	CanonicalValues []string `json:"canonicalValues,omitempty"`
+	ReferenceTypes  []string `json:"referenceTypes,omitempty"`
 }
 
 // IndexDocuments indexes the schemas a target declares, the same way NewIndex indexes ours, so
@@ -41,7 +45,8 @@ func IndexDocuments(core string, docs []SchemaDocument) Index {
 func indexDocuments(docs []AttributeDocument) map[string]Attribute {
 	out := make(map[string]Attribute, len(docs))
 	for _, d := range docs {
-		a := Attribute{Name: d.Name, Type: d.Type, Multi: d.MultiValued, CaseExact: d.CaseExact}
+		a := Attribute{Name: d.Name, Type: d.Type, Multi: d.MultiValued, CaseExact: d.CaseExact,
+			Canonical: d.CanonicalValues, ReferenceTypes: d.ReferenceTypes}
 		if len(d.SubAttributes) > 0 {
 			a.Subs = indexDocuments(d.SubAttributes)
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	fp "github.com/scim2/filter-parser/v2"
 )
@@ -72,4 +73,35 @@ func FuzzPatchPath(f *testing.F) {
 			t.Fatal("patch mutated the original attributes")
 		}
 	})
+}
+
+// FuzzFilterString: whatever the value (quotes, backslashes, control characters, any
+// script), FilterString writes it as one well-formed JSON string literal (json.Unmarshal refuses
+// anything after it) that means exactly the value.
+func FuzzFilterString(f *testing.F) {
+	for _, s := range []string{`plain`, `we"ird\`, "ctl\x00\x1f", "Jürgen 山田", `a) or (b eq "c`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if !utf8.ValidString(v) {
+			return // values come from LDAP as UTF-8
+		}
+		q := FilterString(v)
+		var back string
+		if err := json.Unmarshal([]byte(q), &back); err != nil || back != v {
+			t.Fatalf("%q quoted as %s: %v", v, q, err)
+		}
+	})
+}
+
+// TestPathQuotesAsJSON: a type or id with a control or non-BMP character reaches the target as
+// a JSON string literal, which RFC 7644 filters use, not as Go's \x or \U escapes.
+func TestPathQuotesAsJSON(t *testing.T) {
+	p := AttrPath{Attr: "emails", Type: "w\x01rk😀", Sub: "value"}
+	if got, want := p.String(), `emails[type eq "w\u0001rk😀"].value`; got != want {
+		t.Errorf("path %s, want %s", got, want)
+	}
+	if got, want := FilterString(`a"b\c<`), `"a\"b\\c<"`; got != want {
+		t.Errorf("FilterString = %s, want %s", got, want)
+	}
 }

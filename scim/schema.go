@@ -90,6 +90,10 @@ type Attribute struct {
 	Mutability string               // readWrite, readOnly, immutable, writeOnly
 	Returned   string               // always, default, request, never
 	Subs       map[string]Attribute // lower-cased sub-attribute name -> info
+	// Canonical and ReferenceTypes are the declared canonicalValues and referenceTypes, when a
+	// target's /Schemas names them (nil otherwise: any value).
+	Canonical      []string
+	ReferenceTypes []string
 }
 
 // Index maps lower-cased attribute names to their info, per schema URN ("" = core).

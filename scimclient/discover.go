@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,23 @@ type Capabilities struct {
 	// "" for the User core schema); nil when /Schemas could not be read, in which case every
 	// attribute of the core schema and of a declared extension counts as declared.
 	Schemas scim.Index
+}
+
+// GroupMembersMayBeGroups reports whether the target's Group schema lets a group be a member
+// of a group: true unless /Schemas declares members.type canonicalValues or members.$ref
+// referenceTypes without "Group" (RFC 7643 §4.2 declares both with User and Group).
+func (c Capabilities) GroupMembersMayBeGroups() bool {
+	members, ok := c.Schemas[strings.ToLower(scim.GroupSchema)]["members"]
+	if !ok {
+		return true
+	}
+	lists := [][]string{members.Subs["type"].Canonical, members.Subs["$ref"].ReferenceTypes}
+	for _, l := range lists {
+		if len(l) > 0 && !slices.ContainsFunc(l, func(v string) bool { return strings.EqualFold(v, "Group") }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Declares reports whether the target declares attribute attr (and sub-attribute sub, when not
@@ -275,7 +293,20 @@ func attributeDocs(list []any, depth int) []scim.AttributeDocument {
 		subs, _ := getFold(m, "subAttributes").([]any)
 		out = append(out, scim.AttributeDocument{Name: name, Type: strOf(getFold(m, "type")),
 			MultiValued: boolOf(getFold(m, "multiValued")), CaseExact: boolOf(getFold(m, "caseExact")),
-			SubAttributes: attributeDocs(subs, depth+1)})
+			SubAttributes:   attributeDocs(subs, depth+1),
+			CanonicalValues: stringsOf(getFold(m, "canonicalValues")), ReferenceTypes: stringsOf(getFold(m, "referenceTypes"))})
+	}
+	return out
+}
+
+// stringsOf is a JSON array's string elements (at most 100: a schema names a few).
+func stringsOf(v any) []string {
+	list, _ := v.([]any)
+	var out []string
+	for _, el := range list {
+		if s, ok := el.(string); ok && len(out) < 100 {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -171,7 +171,7 @@ func pageNumber(raw json.RawMessage, name string, def int) (int, error) {
 // "not found" look like "found", or the reverse, so such an answer fails with
 // ErrUntrustedListing.
 func (c *Client) Find(ctx context.Context, ep Endpoint, attr, value string) ([]Resource, error) {
-	filter := attr + " eq " + filterString(value)
+	filter := attr + " eq " + scim.FilterString(value)
 	path := string(ep) + "?filter=" + url.QueryEscape(filter)
 	resp, err := c.send(ctx, request{method: http.MethodGet, url: c.base + path}, "GET "+path)
 	if err != nil {
@@ -237,14 +237,4 @@ func holds(d Doc, attr, value string) bool {
 		}
 	}
 	return false
-}
-
-// filterString quotes s as a SCIM filter string literal, which is a JSON string (RFC 7644
-// §3.4.2.2): Go's %q would write \x escapes no SCIM server reads.
-func filterString(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	return strings.TrimSuffix(b.String(), "\n")
 }

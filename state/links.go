@@ -98,6 +98,7 @@ type Override struct {
 // View answers lookups from one consistent snapshot of the state file.
 type View struct {
 	tx *bolt.Tx // nil: a read-only view of a missing file, where everything is empty
+	s  *Store
 }
 
 // View runs fn over a read-only snapshot. Lookups are cheap (no copy of the whole file); what
@@ -106,12 +107,15 @@ func (s *Store) View(fn func(v *View) error) error {
 	if s.db == nil {
 		return fn(&View{})
 	}
-	return s.db.View(func(tx *bolt.Tx) error { return fn(&View{tx: tx}) })
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&View{tx: tx, s: s}) })
 }
 
 func (v *View) bucket(name []byte) *bolt.Bucket {
 	if v.tx == nil {
 		return nil
+	}
+	if v.s.touched(1) {
+		v.Release()
 	}
 	return v.tx.Bucket(name)
 }

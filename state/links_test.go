@@ -185,3 +185,30 @@ func TestExclusiveCommitRefusesATargetIDAnotherLinkHolds(t *testing.T) {
 		t.Fatalf("links: %+v", links)
 	}
 }
+
+// TestTouchedReleasesEveryReleaseAfter: the mapped pages are released once per releaseAfter
+// accesses, whatever the weights that add up to it.
+func TestTouchedReleasesEveryReleaseAfter(t *testing.T) {
+	s := &Store{}
+	due := 0
+	for range 10 * releaseAfter {
+		if s.touched(1) {
+			due++
+		}
+	}
+	if due != 10 {
+		t.Errorf("single lookups: released %d times over 10 x releaseAfter, want 10", due)
+	}
+	s, due = &Store{}, 0
+	for range 10 * releaseAfter / 64 {
+		if s.touched(64) {
+			due++
+		}
+	}
+	if due != 10 {
+		t.Errorf("commits: released %d times, want 10", due)
+	}
+	if (*Store)(nil).touched(1) {
+		t.Error("a nil store has nothing to release")
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -75,6 +76,25 @@ type Store struct {
 	path    string
 	ro      bool
 	commits *committer // group commit of SCIM server resources; nil when read-only
+	// touches counts lookups and writes since the file's mapped pages were last released
+	// from the resident set (see touched)
+	touches atomic.Int64
+}
+
+// releaseAfter is how many lookups (or writes, weighted) a process makes through the memory
+// map before its pages are dropped from the resident set. Random lookups over a large file
+// (a group's members, one link each) otherwise leave the whole file resident: 200 MB at
+// 100,000 users and 2,000 groups. The pages stay in the kernel's page cache, so touching one
+// again costs a minor fault, not a disk read.
+const releaseAfter = 1024
+
+// touched adds n to the count of map accesses and reports whether the pages are due to be
+// released (by the caller, which holds a transaction and so a stable mapping).
+func (s *Store) touched(n int64) bool {
+	if s == nil {
+		return false
+	}
+	return s.touches.Add(n)%releaseAfter < n
 }
 
 // Open opens (creating when writable) the state file at path and migrates it.
@@ -206,7 +226,17 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	if s.ro || s.db == nil {
 		return ErrReadOnly
 	}
-	return s.db.Update(fn)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		// a write reads the B-tree's pages through the map too; a commit is weighted as a few
+		// dozen lookups
+		if s.touched(64) {
+			releaseMapped(tx.DB().Info().Data, uintptr(tx.Size()))
+		}
+		return nil
+	})
 }
 
 func be64(n uint64) []byte {

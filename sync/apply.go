@@ -19,12 +19,26 @@ import (
 
 // Result is what a run did. Counts are what the target confirmed, never the requests sent.
 type Result struct {
-	RunID     uint64         `json:"run_id"`
-	Done      map[Action]int `json:"done"`
-	Failed    []ItemError    `json:"failed,omitempty"`
-	Replanned int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
+	RunID uint64         `json:"run_id"`
+	Done  map[Action]int `json:"done"` // users
+	// GroupsDone counts the groups' writes that were done.
+	GroupsDone map[Action]int `json:"groups_done,omitempty"`
+	Failed     []ItemError    `json:"failed,omitempty"`
+	Replanned  int            `json:"replanned,omitempty"` // writes planned again after 412/428/noTarget
+	// Adopted counts creates the target answered 409 whose existing user the run then adopted
+	// and updated: the target did not create them, so they are not in Done[create].
+	Adopted int `json:"adopted,omitempty"`
 	// Stopped says why the run stopped dispatching before the end of the plan (its deadline).
 	Stopped string `json:"stopped,omitempty"`
+	// Phases says how long each apply phase that had writes took.
+	Phases []PhaseTime `json:"phases,omitempty"`
+}
+
+// PhaseTime is one apply phase: users created and updated, groups, users deprovisioned.
+type PhaseTime struct {
+	Name    string  `json:"name"`
+	Changes int     `json:"changes"` // plan items: a group's create and its member batches are one
+	Seconds float64 `json:"seconds"`
 }
 
 // ItemError is one resource whose change failed, with what was tried, so the change log can
@@ -56,6 +70,7 @@ type outcome struct {
 	err       error
 	replanned bool
 	noop      bool // nothing needed doing after all (seen when planning again)
+	adopted   bool // a create answered 409: the user found was adopted instead
 }
 
 // applier is one Apply: the plan, the run, and what the workers share.
@@ -85,7 +100,7 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 	}
 	a := &applier{e: e, plan: plan, runID: runID, claimed: map[string]string{}}
 	a.etag.Store(plan.caps.ETag)
-	res := &Result{RunID: runID, Done: map[Action]int{}}
+	res := &Result{RunID: runID, Done: map[Action]int{}, GroupsDone: map[Action]int{}}
 	outErr := a.refresh()
 	if outErr == nil && (plan.Blocked == nil || plan.Blocked.Kind != blockMissing) {
 		outErr = a.writes(ctx, res, progress)
@@ -94,7 +109,16 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 	for act, n := range res.Done {
 		run.Counts[string(act)] = n
 	}
+	for act, n := range res.GroupsDone {
+		run.Counts["group_"+string(act)] = n
+	}
+	if res.Adopted > 0 {
+		run.Counts["adopted"] = res.Adopted
+	}
 	run.Counts["unchanged"] = plan.Unchanged
+	if plan.GroupsUnchanged > 0 {
+		run.Counts["group_unchanged"] = plan.GroupsUnchanged
+	}
 	run.Counts["skip"] = plan.Summary[ActionSkip]
 	run.Counts["invalid"] = plan.Summary[ActionInvalid]
 	for _, f := range res.Failed {
@@ -187,12 +211,13 @@ func isWrite(it Item) bool {
 // them, and deprovisioned after the groups they leave; each phase is committed before the next
 // starts, so a group's member ids are in state when it is sent.
 var phases = []struct {
+	name    string
 	kind    Kind
 	actions []Action
 }{
-	{KindUser, []Action{ActionCreate, ActionUpdate}},
-	{KindGroup, []Action{ActionCreate, ActionUpdate, ActionDelete}},
-	{KindUser, []Action{ActionDisable, ActionDelete}},
+	{"users", KindUser, []Action{ActionCreate, ActionUpdate}},
+	{"groups", KindGroup, []Action{ActionCreate, ActionUpdate, ActionDelete}},
+	{"deprovision", KindUser, []Action{ActionDisable, ActionDelete}},
 }
 
 // writes sends the plan's writes, phase by phase.
@@ -213,7 +238,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 	a.stop = stop
 	done := 0
 	for _, ph := range phases {
-		dispatchErr, err := a.phase(stopCtx, ph.kind, ph.actions, res, &done, total, progress)
+		dispatchErr, err := a.phase(stopCtx, ph.name, ph.kind, ph.actions, res, &done, total, progress)
 		if err != nil {
 			return err
 		}
@@ -239,7 +264,7 @@ func (a *applier) writes(ctx context.Context, res *Result, progress Progress) er
 
 // phase sends one phase's writes with target.concurrency workers and commits their outcomes;
 // it returns why dispatching stopped early (dispatchErr) apart from a failure to record (err).
-func (a *applier) phase(stopCtx context.Context, kind Kind, actions []Action, res *Result, done *int, total int,
+func (a *applier) phase(stopCtx context.Context, name string, kind Kind, actions []Action, res *Result, done *int, total int,
 	progress Progress) (dispatchErr, err error) {
 	count := 0
 	for _, act := range actions {
@@ -248,6 +273,10 @@ func (a *applier) phase(stopCtx context.Context, kind Kind, actions []Action, re
 	if count == 0 {
 		return nil, nil
 	}
+	start := time.Now()
+	defer func() {
+		res.Phases = append(res.Phases, PhaseTime{Name: name, Changes: count, Seconds: time.Since(start).Seconds()})
+	}()
 	jobs := make(chan Item)
 	results := make(chan outcome, 4*intentBatch)
 	var workers gosync.WaitGroup
@@ -391,8 +420,14 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, done *int, tot
 					TargetID: o.it.TargetID, Action: o.it.Action, Changes: o.it.Changes, Error: msg})
 				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),
 					zap.String("action", string(o.it.Action)), zap.String("error", msg))
+			case failed == nil && o.adopted:
+				res.Adopted++
 			case failed == nil && !o.noop:
-				res.Done[o.it.Action]++
+				if o.it.Kind == KindGroup {
+					res.GroupsDone[o.it.Action]++
+				} else {
+					res.Done[o.it.Action]++
+				}
 			}
 			if progress != nil {
 				progress(*done, total)
@@ -546,7 +581,7 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	switch {
 	case rec == nil:
 		return outcome{err: fmt.Errorf("create %q: the target reports a conflict but no user with that externalId or userName", it.Name)}
-	case rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID:
+	case rec.otherExternalID(it.ExternalID):
 		return outcome{err: fmt.Errorf("create %q: userName taken on the target by externalId %s", it.Name, scimclient.Sanitize(rec.ExternalID()))}
 	case rec.cms:
 		return outcome{err: fmt.Errorf("create %q: exists on the target with managementMode CMS; left alone", it.Name)}
@@ -557,7 +592,7 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	adopt := it
 	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID(), true, nil
 	o := a.update(ctx, adopt)
-	o.noop = false
+	o.noop, o.adopted = false, o.err == nil
 	return o
 }
 
@@ -632,7 +667,7 @@ func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
 	if rec.cms {
 		return it, false, errors.New("it became hands-off (managementMode CMS) on the target")
 	}
-	if rec.ExternalID() != "" && rec.ExternalID() != it.ExternalID && (it.Relink == nil || rec.ExternalID() != it.Relink.From) {
+	if rec.otherExternalID(it.ExternalID) && (it.Relink == nil || rec.otherExternalID(it.Relink.From)) {
 		return it, false, fmt.Errorf("it now carries another externalId (%s)", scimclient.Sanitize(rec.ExternalID()))
 	}
 	p := a.plan.payload

@@ -110,6 +110,9 @@ func (c *claims) resolve() {
 			c.final[w.id.String()] = c.names[key].name
 		}
 	}
+	// only final and invalid are asked from now on: the claims (one per user) go, so the plan
+	// pass that follows does not hold them too
+	c.names, c.losers = nil, nil
 }
 
 func (c *claims) free(name, ext string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/ldap/slapdtest"
 	"github.com/scimsync/scimsync/scim"
+	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/state"
 	scimsync "github.com/scimsync/scimsync/sync"
 )
@@ -114,7 +116,7 @@ func TestFilterChangeAndRefusedCursorReadInFull(t *testing.T) {
 	narrow := runOpts{ldap: func(c *ldap.Config) { c.UserFilter = "(&(objectClass=inetOrgPerson)(!(uid=user007)))" }}
 	e.resetLog()
 	plan, _ := e.mustRun(narrow)
-	if !plan.Read.Full || plan.Read.Fallback == "" || plan.Summary[scimsync.ActionDisable] != 1 || countWrites(e.writeLog(), "PATCH") != 1 {
+	if !plan.Read.Full || !plan.Read.CursorRefused() || plan.Summary[scimsync.ActionDisable] != 1 || countWrites(e.writeLog(), "PATCH") != 1 {
 		t.Fatalf("filter change: %+v %s %v", plan.Read, scimsync.SummaryLine(plan), e.writeLog())
 	}
 	e.fullFindsNothing(narrow)
@@ -137,7 +139,7 @@ func TestFilterChangeAndRefusedCursorReadInFull(t *testing.T) {
 	_ = st.Close()
 	e.resetLog()
 	plan, _ = e.mustRun(narrow)
-	if !plan.Read.Full || plan.Read.Fallback == "" || len(e.writeLog()) != 0 {
+	if !plan.Read.Full || !plan.Read.CursorRefused() || len(e.writeLog()) != 0 {
 		t.Fatalf("refused cookie: %+v %s %v", plan.Read, scimsync.SummaryLine(plan), e.writeLog())
 	}
 	plan, _ = e.mustRun(narrow)
@@ -215,10 +217,14 @@ func TestInterruptedCreateIsRecoveredNotRepeated(t *testing.T) {
 	e.resetLog()
 	plan, _ := e.mustRun(runOpts{})
 	var recovered bool
+	records := 0
 	for _, it := range plan.Items() {
 		recovered = recovered || (it.Action == scimsync.ActionRefresh && strings.Contains(it.Reason, "created by run 7"))
+		if it.Action == scimsync.ActionRefresh && it.ExternalID == slapdtest.UUID(3) {
+			records++
+		}
 	}
-	if !recovered || countWrites(e.writeLog(), "POST") != 0 {
+	if !recovered || records != 1 || countWrites(e.writeLog(), "POST") != 0 {
 		t.Fatalf("plan %+v writes %v", plan.Items(), e.writeLog())
 	}
 	links := mustLinks(t, e.statePath)
@@ -294,4 +300,60 @@ func TestRestoredDirectoryRelinks(t *testing.T) {
 		t.Fatalf("after re-linking: %v", w)
 	}
 	e.fullFindsNothing(runOpts{})
+}
+
+// TestFullReconcileRepairsDrift: someone changes a managed user on the target. Delta runs trust
+// state and do not see it (no target read); the next full reconcile repairs it with one PATCH
+// and the plan says drift.
+func TestFullReconcileRepairsDrift(t *testing.T) {
+	e := newEnv(t, 5)
+	e.mustRun(runOpts{})
+	victim := e.targetUsers()[slapdtest.UUID(2)]
+	id, _ := victim["id"].(string)
+	want := victim["displayName"]
+	if _, err := e.client.Patch(context.Background(), scimclient.Users, id,
+		[]scim.PatchOp{{Op: "replace", Path: "displayName", Value: "Changed By Hand"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.resetLog()
+	if plan, _ := e.mustRun(runOpts{}); plan.Mode != "delta" || len(e.writeLog()) != 0 {
+		t.Fatalf("a delta run wrote %v (%s)", e.writeLog(), scimsync.SummaryLine(plan))
+	}
+	e.resetLog()
+	plan, res := e.mustRun(runOpts{plan: scimsync.PlanOptions{Full: true}})
+	if plan.Mode != "full" || res.Done[scimsync.ActionUpdate] != 1 || countWrites(e.writeLog(), "PATCH") != 1 || len(e.writeLog()) != 1 {
+		t.Fatalf("full reconcile: %s %v", scimsync.SummaryLine(plan), e.writeLog())
+	}
+	it := plan.Items()[0]
+	if !it.Drift || !strings.Contains(it.Reason, "drift") || it.ExternalID != slapdtest.UUID(2) {
+		t.Fatalf("the repair is not reported as drift: %+v", it)
+	}
+	if got := e.targetUsers()[slapdtest.UUID(2)]["displayName"]; got != want {
+		t.Fatalf("displayName after the repair: %v, want %v", got, want)
+	}
+	e.fullFindsNothing(runOpts{})
+}
+
+// TestMappingChangeReadsInFull: a changed mapping invalidates the cursor; the next run reads
+// both sides in full, says why, and writes the new values once.
+func TestMappingChangeReadsInFull(t *testing.T) {
+	e := newEnv(t, 6)
+	e.mustRun(runOpts{})
+	bySn := runOpts{mapping: func(m *scimsync.MappingConfig) { m.Attributes = map[string]string{"displayName": "{sn}"} }}
+	e.resetLog()
+	plan, res := e.mustRun(bySn)
+	if plan.Mode != "full" || res.Done[scimsync.ActionUpdate] != 6 || countWrites(e.writeLog(), "PATCH") != 6 {
+		t.Fatalf("mapping change: %s %v", scimsync.SummaryLine(plan), e.writeLog())
+	}
+	if !slices.ContainsFunc(plan.Notices, func(n string) bool { return strings.Contains(n, "configuration changed") }) {
+		t.Fatalf("the plan does not say why it reads in full: %q", plan.Notices)
+	}
+	if got := e.targetUsers()[slapdtest.UUID(3)]["displayName"]; got != "Sn3" {
+		t.Fatalf("displayName after the mapping change: %v", got)
+	}
+	e.resetLog()
+	if plan, _ := e.mustRun(bySn); plan.Mode != "delta" || len(e.writeLog()) != 0 {
+		t.Fatalf("the run after: %s %v", scimsync.SummaryLine(plan), e.writeLog())
+	}
+	e.fullFindsNothing(bySn)
 }

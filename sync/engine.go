@@ -187,7 +187,7 @@ func (e *Engine) checkMissing(plan *Plan, missing, allow int) {
 	}
 	pct := float64(missing) * 100 / float64(max(plan.Known, 1))
 	plan.Blocked = &Block{Kind: blockMissing, Deprovisions: missing, Known: plan.Known, Percent: pct,
-		Message: fmt.Sprintf("the target's listing lacks %d of the %d users scimsync manages there (%.1f%%), over the limit of %d; "+
+		Message: fmt.Sprintf("the target lacks %d of the %d users scimsync manages there (%.1f%%), over the limit of %d; "+
 			"nothing was changed. Check the target (an outage, a reset, a paging fault), then rerun with --allow-recreate %d "+
 			"to create them again.", missing, plan.Known, pct, limit, missing)}
 }

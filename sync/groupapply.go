@@ -217,7 +217,7 @@ func (a *applier) sendMembers(ctx context.Context, it *Item, adds, removes []Mem
 		var ops []scim.PatchOp
 		for _, m := range chunk {
 			if id, ok := ids[m.ExternalID]; ok {
-				ops = append(ops, scim.PatchOp{Op: scim.OpRemove, Path: fmt.Sprintf("members[value eq %q]", id)})
+				ops = append(ops, scim.PatchOp{Op: scim.OpRemove, Path: "members[value eq " + scim.FilterString(id) + "]"})
 			}
 		}
 		if len(ops) > 0 {

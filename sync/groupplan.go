@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/scimsync/scimsync/ldap"
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/scimclient"
@@ -49,6 +51,7 @@ type groupPlanner struct {
 	userDN     map[string]string // dnKey -> user external id, looked up this run
 	userUID    map[string]string // lower(uid) -> user external id, looked up this run
 	seenGroups map[string]bool   // external ids of the groups planned
+	nesting    string            // groups.nesting, or flatten when the target takes no groups as members
 }
 
 // planGroups is the groups' phases: read, resolve members, nest, match, diff, gone, limits.
@@ -62,7 +65,11 @@ func (p *planner) planGroups() error {
 		return nil
 	}
 	gp := &groupPlanner{planner: p, g: g, byDN: map[string]*groupEntry{}, lookedUp: map[string]*groupEntry{},
-		userDN: map[string]string{}, userUID: map[string]string{}, seenGroups: map[string]bool{}}
+		userDN: map[string]string{}, userUID: map[string]string{}, seenGroups: map[string]bool{}, nesting: g.cfg.Nesting}
+	if gp.nesting == NestingPreserve && !p.plan.caps.GroupMembersMayBeGroups() {
+		gp.nesting = NestingFlatten
+		p.plan.Notices = append(p.plan.Notices, "groups.nesting is preserve, but the target's Group schema takes only users as members (members.type or members.$ref in /Schemas): nested groups are flattened")
+	}
 	idAttr := g.cfg.IDAttribute
 	if idAttr == "" {
 		idAttr = p.e.source.UserQuery(nil).IDAttribute
@@ -109,6 +116,9 @@ func (p *planner) planGroups() error {
 	}
 	gp.full = res.Full
 	p.plan.GroupRead = &ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: len(gp.changed)}
+	if p.plan.GroupRead.CursorRefused() {
+		p.e.log.Warn("the stored directory cursor could not be used: groups read in full", zap.String("reason", res.Fallback))
+	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
 		p.plan.groupCursor = &cursorUpdate{kind: state.LinkGroup, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: -1}
 	}
@@ -201,7 +211,7 @@ func (gp *groupPlanner) incomplete() error {
 // carryUp adds to the groups to plan those whose effective members a changed group alters: its
 // parents, up the chain (flatten only; the directory's parents are recorded in the links).
 func (gp *groupPlanner) carryUp() error {
-	if gp.g.cfg.Nesting != NestingFlatten || gp.full || len(gp.changed)+len(gp.deletes) == 0 {
+	if gp.nesting != NestingFlatten || gp.full || len(gp.changed)+len(gp.deletes) == 0 {
 		return nil
 	}
 	parents := map[string][]state.Link{} // child external id -> parent links
@@ -286,7 +296,7 @@ func (gp *groupPlanner) isGroup(dnk string) (*groupEntry, error) {
 
 // user resolves a member DN to the external id of a user the sync syncs, or "".
 func (gp *groupPlanner) user(dnk string) (string, error) {
-	if ext, ok := gp.readUsers[dnk]; ok {
+	if ext, ok := gp.readUsers[digestDN(dnk)]; ok {
 		return ext.String(), nil
 	}
 	if gp.readFull {
@@ -394,7 +404,7 @@ func (gp *groupPlanner) members(ge *groupEntry) (map[string]Member, []string, in
 				if depth == 0 {
 					nested = append(nested, sub.ext)
 				}
-				switch gp.g.cfg.Nesting {
+				switch gp.nesting {
 				case NestingNone:
 					outside++
 				case NestingPreserve:
@@ -527,7 +537,7 @@ func (gp *groupPlanner) planGroup(ge *groupEntry) error {
 		it.Members = changes
 	}
 	if it.Members == nil && len(it.Operations) == 0 && !it.Adopt {
-		gp.plan.Unchanged++
+		gp.plan.GroupsUnchanged++
 		if link.DN != ge.dn || link.UserName != ge.name || !slices.Equal(link.Nested, nested) || link.Incomplete ||
 			(tg.members != nil && !sameSet(link.Members, want)) {
 			l := link

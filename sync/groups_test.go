@@ -263,3 +263,105 @@ func newEnvWithSeed(t *testing.T, seed string) *env {
 	e.slapd = slapdtest.Start(t, seed)
 	return e
 }
+
+// TestPreserveFlattensForATargetWithoutNestedGroups: groups.nesting preserve against a target
+// whose Group schema takes only users as members (and refuses a group member): the plan says so
+// and sends the groups flattened, which the target accepts; the next run writes nothing.
+func TestPreserveFlattensForATargetWithoutNestedGroups(t *testing.T) {
+	tg := targettest.Start(t)
+	tg.Set(func(b *targettest.Behaviour) { b.UsersOnlyInGroups = true })
+	e := newEnvWithSeed(t, groupDirectory())
+	e.targetURL, e.token = tg.URL, tg.Token
+	e.client = e.newClient()
+	o := runOpts{groups: groupsCfg(scimsync.NestingPreserve), ldap: inPeople}
+	plan, res := e.mustRun(o)
+	if len(res.Failed) > 0 || !strings.Contains(strings.Join(plan.Notices, "\n"), "nested groups are flattened") {
+		t.Fatalf("%s %+v %q", scimsync.SummaryLine(plan), res.Failed, plan.Notices)
+	}
+	got := e.targetGroups()
+	if strings.Join(got["chain-a"], ",") != "user002" || strings.Join(got["outer"], ",") != "user001,user009" {
+		t.Fatalf("not flattened: chain-a %v outer %v", got["chain-a"], got["outer"])
+	}
+	for name, members := range got {
+		for _, m := range members {
+			if strings.HasPrefix(m, "@") {
+				t.Fatalf("group %s has the group member %s", name, m)
+			}
+		}
+	}
+	tg.ResetCounts()
+	if plan, _ := e.mustRun(o); plan.Pending() || tg.Writes() != 0 {
+		t.Fatalf("the run after wrote %d: %s", tg.Writes(), scimsync.SummaryLine(plan))
+	}
+}
+
+// TestGroupsAdoptedHandsOffDepthAndPut covers what the other group tests do not: a group that
+// already exists on the target is adopted by displayName; a groups.overrides rule makes one
+// hands-off (reported, never written); groups.max_depth cuts a chain and says so; and a target
+// without PATCH gets each group as a PUT, one request for a member leaving.
+func TestGroupsAdoptedHandsOffDepthAndPut(t *testing.T) {
+	tg := targettest.Start(t)
+	tg.Set(func(b *targettest.Behaviour) { b.NoPatch = true })
+	e := newEnvWithSeed(t, groupDirectory())
+	e.targetURL, e.token = tg.URL, tg.Token
+	e.client = e.newClient()
+	ctx := context.Background()
+	for _, name := range []string{"staff", "posix"} {
+		if _, err := e.client.Create(ctx, scimclient.Groups, scim.Doc{"schemas": []any{scim.GroupSchema}, "displayName": name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := groupsCfg(scimsync.NestingFlatten)
+	g.MaxDepth = 2
+	g.Overrides = []scimsync.OverrideRule{{UserName: "posix", Mode: scim.ModeCMS}}
+	o := runOpts{groups: g, ldap: inPeople}
+	tg.ResetCounts()
+	plan, res := e.mustRun(o)
+	if len(res.Failed) > 0 {
+		t.Fatalf("%+v", res.Failed)
+	}
+	byName := map[string]scimsync.Item{}
+	for _, it := range plan.Items() {
+		if it.Kind == scimsync.KindGroup {
+			byName[it.Name] = it
+		}
+	}
+	if it := byName["staff"]; it.Action != scimsync.ActionUpdate || !strings.Contains(it.Reason, "adopt") {
+		t.Fatalf("staff is not adopted: %+v", it)
+	}
+	if it := byName["posix"]; it.Action != scimsync.ActionSkip {
+		t.Fatalf("posix is not hands-off: %+v", it)
+	}
+	if !strings.Contains(strings.Join(plan.Warnings, "\n"), "deeper than groups.max_depth") {
+		t.Fatalf("no depth warning: %q", plan.Warnings)
+	}
+	for _, r := range tg.Requests() {
+		if r.Method == "PATCH" {
+			t.Fatalf("a PATCH to a target without PATCH: %s", r.URI)
+		}
+	}
+	got := e.targetGroups()
+	if strings.Join(got["staff"], ",") != "user000,user001,user002,user003,user004" || len(got["posix"]) != 0 ||
+		len(got["chain-a"]) != 0 || strings.Join(got["chain-b"], ",") != "user002" {
+		t.Fatalf("staff %v posix %v chain-a %v chain-b %v", got["staff"], got["posix"], got["chain-a"], got["chain-b"])
+	}
+	e.slapd.DeleteValues(t, slapdtest.GroupDN("staff"), "member", slapdtest.PersonDN("user001"))
+	tg.ResetCounts()
+	e.mustRun(o)
+	var writes []string
+	for _, r := range tg.Requests() {
+		if r.Method != "GET" {
+			writes = append(writes, r.Method+" "+r.URI)
+		}
+	}
+	if len(writes) != 1 || !strings.HasPrefix(writes[0], "PUT ") || !strings.Contains(writes[0], "/Groups/") {
+		t.Fatalf("a member leaving staff: %v", writes)
+	}
+	if got := e.targetGroups(); strings.Join(got["staff"], ",") != "user000,user002,user003,user004" {
+		t.Fatalf("staff after: %v", got["staff"])
+	}
+	tg.ResetCounts()
+	if plan, _ := e.mustRun(o); plan.Pending() || tg.Writes() != 0 {
+		t.Fatalf("the run after wrote %d: %s", tg.Writes(), scimsync.SummaryLine(plan))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,6 +150,9 @@ func TestTargetRequiringETags(t *testing.T) {
 	done()
 	if err != nil || res.Replanned != 1 || res.Done[scimsync.ActionUpdate] != 1 {
 		t.Fatalf("412 then planned again: %v %+v", err, res)
+	}
+	if line := scimsync.ResultLine(res); !strings.Contains(line, "1 planned again") {
+		t.Fatalf("the result line does not say it: %s", line)
 	}
 	after := e.targetUsers()[slapdtest.UUID(2)]
 	if after["title"] != "Manager" || after["nickName"] != "Bee" {
@@ -330,4 +334,102 @@ func TestHostileDetailIsSanitised(t *testing.T) {
 	if bytes.ContainsAny(text.Bytes(), "\x1b\n\r") {
 		t.Fatalf("control characters reach the result: %q", text.String())
 	}
+}
+
+// TestCreateAnswered409IsAdoptedNotCounted is issue 14's "the count reported is what the target
+// confirmed": a user made on the target between plan and apply makes the planned create answer
+// 409; the run adopts the user it finds and counts it as adopted, not created.
+func TestCreateAnswered409IsAdoptedNotCounted(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 3)
+	eng, done := e.engine(runOpts{})
+	plan, err := eng.Plan(context.Background(), scimsync.PlanOptions{})
+	if err != nil || plan.Summary[scimsync.ActionCreate] != 3 {
+		t.Fatalf("plan: %v %s", err, scimsync.SummaryLine(plan))
+	}
+	tg.CreateUser(scim.Doc{"schemas": []any{scim.UserSchema}, "userName": "user001", "active": true})
+	res, err := eng.Apply(context.Background(), plan, nil)
+	done()
+	if err != nil || len(res.Failed) > 0 {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	if res.Done[scimsync.ActionCreate] != 2 || res.Adopted != 1 {
+		t.Fatalf("created %d, adopted %d; want 2 and 1 (%s)", res.Done[scimsync.ActionCreate], res.Adopted, scimsync.ResultLine(res))
+	}
+	if line := scimsync.ResultLine(res); !strings.Contains(line, "2 created") || !strings.Contains(line, "1 adopted") {
+		t.Fatalf("result line: %s", line)
+	}
+	if n := len(tg.Users()); n != 3 {
+		t.Fatalf("%d users on the target, want 3", n)
+	}
+	converges(t, e, tg, runOpts{})
+}
+
+// TestDeltaFindingUsersGoneStops is issue 14 case 2 in a delta run: the target lost 20 of the
+// 30 users the sync created, and the directory changed them; the delta's lookups find them gone
+// and the run stops before re-creating them (exit 3), as a full reconcile would. Approved with
+// --allow-recreate, they are created again once.
+func TestDeltaFindingUsersGoneStops(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 30)
+	e.mustRun(runOpts{})
+	users := e.targetUsers()
+	for i := 0; i < 20; i++ {
+		id, _ := users[slapdtest.UUID(i)]["id"].(string)
+		if err := e.client.Delete(context.Background(), scimclient.Users, id, ""); err != nil {
+			t.Fatal(err)
+		}
+		e.slapd.Replace(t, slapdtest.PersonDN(fmt.Sprintf("user%03d", i)), "title", "Moved")
+	}
+	tg.ResetCounts()
+	plan, _, err := e.run(runOpts{})
+	if plan.Mode != "delta" || !errors.Is(err, scimsync.ErrSafetyLimit) || plan.Blocked == nil ||
+		!strings.Contains(plan.Blocked.Message, "lacks 20") || tg.Writes() != 0 {
+		t.Fatalf("delta over a target that lost 20 users: mode %s, %v %+v, %d writes %s %+v", plan.Mode, err, plan.Blocked, tg.Writes(), scimsync.SummaryLine(plan), plan.Items()[0])
+	}
+	plan, res, err := e.run(runOpts{plan: scimsync.PlanOptions{AllowRecreate: 20}})
+	if err != nil || res.Done[scimsync.ActionCreate] != 20 {
+		t.Fatalf("approved: %v %s", err, scimsync.SummaryLine(plan))
+	}
+	converges(t, e, tg, runOpts{plan: scimsync.PlanOptions{Full: true}})
+	if n := len(tg.Users()); n != 30 {
+		t.Fatalf("%d users", n)
+	}
+}
+
+// TestRateBelowTheTargetsLimitDrawsNo429s is issue 9 case 6 as a whole sync: a target that
+// allows 20 requests/s (burst 1) and a client set to 15/s: at most one 429 in the run. Then a
+// client set above the target's limit (40/s) slows itself down: fewer than half of its requests
+// are refused, every update lands, and the run converges. (The burst itself, and the AIMD
+// back-off that also absorbs a large one, are measured in scimclient's governor tests.)
+func TestRateBelowTheTargetsLimitDrawsNo429s(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 40)
+	tg.Set(func(b *targettest.Behaviour) { b.RateLimit = 20 })
+	throttled := func() int {
+		n := 0
+		for _, r := range tg.Requests() {
+			if r.Status == 429 {
+				n++
+			}
+		}
+		return n
+	}
+	e.tune = func(c *scimclient.TargetConfig) { c.RequestsPerSecond, c.Concurrency = 15, 4 }
+	if _, res, err := e.run(runOpts{}); err != nil || len(res.Failed) > 0 || res.Done[scimsync.ActionCreate] != 40 {
+		t.Fatalf("initial at 15/s: %v %+v", err, res)
+	}
+	if n := throttled(); n > 1 {
+		t.Fatalf("%d answers 429 at 15/s against a limit of 20/s", n)
+	}
+	for i := 0; i < 40; i++ {
+		e.slapd.Replace(t, slapdtest.PersonDN(fmt.Sprintf("user%03d", i)), "title", "Faster")
+	}
+	tg.ResetCounts()
+	e.tune = func(c *scimclient.TargetConfig) { c.RequestsPerSecond, c.Concurrency = 40, 4 }
+	if _, res, err := e.run(runOpts{}); err != nil || len(res.Failed) > 0 || res.Done[scimsync.ActionUpdate] != 40 {
+		t.Fatalf("40 updates at 40/s against 20/s: %v %+v", err, res)
+	}
+	if n, total := throttled(), len(tg.Requests()); n*2 > total {
+		t.Fatalf("%d of %d requests answered 429: the client did not slow down", n, total)
+	}
+	tg.Reset()
+	converges(t, e, tg, runOpts{})
 }

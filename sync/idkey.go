@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
 )
@@ -15,7 +16,9 @@ type idKey struct {
 }
 
 func keyOf(id string) idKey {
-	if u, ok := parseUUID(id); ok {
+	// the nil UUID keeps its string: as 16 zero bytes it would be the empty key, and String
+	// would give "" back
+	if u, ok := parseUUID(id); ok && u != ([16]byte{}) {
 		return idKey{u: u}
 	}
 	return idKey{s: id}
@@ -81,4 +84,14 @@ func hashKey(hex16 string) uint64 {
 		return 0
 	}
 	return n
+}
+
+// dnDigest is a normalised DN as a 16-byte map key: a full read with groups keeps one per
+// user to resolve members, and the digest costs less than half of the DN. Two DNs share a
+// digest with a probability of about 2^-100 at 100,000 users.
+type dnDigest [16]byte
+
+func digestDN(dnKey string) dnDigest {
+	sum := sha256.Sum256([]byte(dnKey))
+	return dnDigest(sum[:16])
 }

@@ -75,7 +75,7 @@ func (e *Engine) planOne(ctx context.Context, opts PlanOptions) (*Plan, error) {
 				return err
 			}
 		}
-		return nil
+		return p.flushRecovered()
 	})
 	if err != nil {
 		_ = plan.Close()

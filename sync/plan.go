@@ -145,6 +145,12 @@ type ReadInfo struct {
 	Entries   int    `json:"entries"` // changes read
 }
 
+// CursorRefused says the read had a delta cursor and could not use it (expired, refused by the
+// server, issued by another server, configuration changed): it read in full instead.
+func (r ReadInfo) CursorRefused() bool {
+	return r.Fallback != "" && r.Fallback != ldap.FallbackNoCursor
+}
+
 // Plan is the value the dry run prints and apply executes. Its items live in a spool (in
 // memory, on disk when large) so a plan of 100,000 creates does not sit in the heap; Close it.
 type Plan struct {
@@ -158,11 +164,13 @@ type Plan struct {
 	GroupRead     *ReadInfo               `json:"group_read,omitempty"`
 	Summary       map[Action]int          `json:"summary"`
 	Kinds         map[Kind]map[Action]int `json:"kinds"`
-	Unchanged     int                     `json:"unchanged"`
-	Excluded      int                     `json:"excluded"`     // entries mapping.exclude leaves out
-	Source        int                     `json:"source_users"` // entries read (a delta: changed entries)
-	Target        int                     `json:"target_users"` // -1: not listed (a delta)
-	Known         int                     `json:"known_users"`
+	Unchanged     int                     `json:"unchanged"` // users
+	// GroupsUnchanged counts groups that need nothing (their other counts are in Kinds).
+	GroupsUnchanged int `json:"groups_unchanged,omitempty"`
+	Excluded        int `json:"excluded"`     // entries mapping.exclude leaves out
+	Source          int `json:"source_users"` // entries read (a delta: changed entries)
+	Target          int `json:"target_users"` // -1: not listed (a delta)
+	Known           int `json:"known_users"`
 
 	items *spool
 	// what Apply needs besides the items: the target's capabilities, the payload they allow,

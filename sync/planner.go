@@ -40,20 +40,23 @@ type planner struct {
 	target    targetLookup
 	reconcile bool // the target was listed: compare with it, repair drift
 
-	overlay  map[string]*state.Link // links recovered from intents (nil value: forgotten)
-	exclude  *ldap.Matcher          // entries not synced at all (mapping.exclude, or the directory's default)
-	claims   *claims
-	desired  desiredSpool
-	seen     map[idKey]string  // external id -> DN of every entry read (mapped, invalid, excluded)
-	deletes  []ldap.Entry      // entries a delta says are gone
-	relinked map[string]bool   // external ids of links taken over by a new entry
-	taken    map[string]string // target id -> the external id of the entry that matched it
-	relinks  int
-	missing  int      // created users the target's listing lacks
-	notes    []string // warnings found while planning (group cycles, depth), each once
+	overlay map[string]*state.Link // links recovered from intents (nil value: forgotten)
+	// recovered holds the state-only items of creates recovered from intents until the user is
+	// planned: an unchanged user's refresh then carries the recovery (one record, not two)
+	recovered map[string]Item
+	exclude   *ldap.Matcher // entries not synced at all (mapping.exclude, or the directory's default)
+	claims    *claims
+	desired   desiredSpool
+	seen      map[idKey]string  // external id -> DN of every entry read (mapped, invalid, excluded)
+	deletes   []ldap.Entry      // entries a delta says are gone
+	relinked  map[string]bool   // external ids of links taken over by a new entry
+	taken     map[string]string // target id -> the external id of the entry that matched it
+	relinks   int
+	missing   int      // created users the target's listing lacks (a delta: its lookups found gone)
+	notes     []string // warnings found while planning (group cycles, depth), each once
 
 	// what the group planner needs to know of the users (only when groups are synced)
-	readUsers map[string]idKey   // dnKey -> external id of every user mapped in this read
+	readUsers map[dnDigest]idKey // digest of the dnKey -> external id of every user mapped in this read
 	readUIDs  map[string]idKey   // lower(uid) -> external id, when members are named by uid
 	created   map[idKey]string   // users this plan creates, adopts or re-links -> name
 	outside   map[idKey]struct{} // users this plan leaves alone (hands-off, invalid, taken)
@@ -112,7 +115,7 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	p.plan.caps, p.plan.payload = caps, pay
 	p.plan.Known = v.CountLinks(state.LinkUser)
 	if e.groups != nil && opts.OnlyUser == "" {
-		p.readUsers, p.readUIDs = map[string]idKey{}, map[string]idKey{}
+		p.readUsers, p.readUIDs = map[dnDigest]idKey{}, map[string]idKey{}
 		p.created, p.outside = map[idKey]string{}, map[idKey]struct{}{}
 		p.plan.onAdd = func(it Item) {
 			if it.Kind != KindUser || it.ExternalID == "" {
@@ -214,8 +217,8 @@ func (p *planner) run() error {
 	}
 	p.readFull = res.Full
 	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: p.plan.Source}
-	if res.Fallback != "" {
-		p.e.log.Info("directory read in full", zap.String("reason", res.Fallback))
+	if p.plan.Read.CursorRefused() {
+		p.e.log.Warn("the stored directory cursor could not be used: users read in full", zap.String("reason", res.Fallback))
 	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
 		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target}
@@ -254,6 +257,9 @@ func (p *planner) run() error {
 	}); err != nil {
 		return err
 	}
+	if err := p.flushRecovered(); err != nil {
+		return err
+	}
 	if err := p.gone(); err != nil {
 		return err
 	}
@@ -263,9 +269,9 @@ func (p *planner) run() error {
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(p.notes))) {
 		p.plan.Warnings = append(p.plan.Warnings, n)
 	}
-	if p.reconcile {
-		p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
-	}
+	// a full reconcile counts the created users its listing lacks, a delta those its lookups
+	// found gone: either way a target that lost many users stops the run before re-creating
+	p.e.checkMissing(p.plan, p.missing, p.opts.AllowRecreate)
 	if p.plan.Blocked == nil {
 		p.e.checkLimits(p.plan, p.relinks, p.opts.AllowDeprovision)
 	}
@@ -366,7 +372,7 @@ func (p *planner) read(ch ldap.Change) error {
 			Attribute: merr.Attribute, Rule: merr.Rule, Reason: strings.Join(merr.Problems, "; ")})
 	}
 	if p.readUsers != nil {
-		p.readUsers[dnKey(en.DN)] = keyOf(d.ExternalID)
+		p.readUsers[digestDN(dnKey(en.DN))] = keyOf(d.ExternalID)
 		if p.e.groups.uidMembers {
 			if uid := en.First("uid"); uid != "" {
 				p.readUIDs[strings.ToLower(uid)] = keyOf(d.ExternalID)
@@ -465,8 +471,8 @@ func (p *planner) planUser(d Desired, entry *ldap.Entry) error {
 	if err != nil {
 		return err
 	}
-	if linked && p.reconcile && matchedBy != "link" && link.Origin == state.OriginCreated {
-		p.missing++ // a user the sync created is not in the target's listing
+	if linked && matchedBy != "link" && link.Origin == state.OriginCreated {
+		p.missing++ // a user the sync created is not on the target (its listing, or a delta's lookup by id)
 	}
 	it.MatchedBy = matchedBy
 	cms := rec != nil && rec.cms
@@ -550,8 +556,8 @@ func (p *planner) mayTake(it *Item, rec *targetRec, d Desired) (bool, error) {
 		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by a user scimsync manages for %s", it.Name, owner.DN)
 		return false, p.plan.add(*it)
 	}
-	if rec.ExternalID() != "" && rec.ExternalID() != d.ExternalID {
-		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, rec.ExternalID())
+	if rec.otherExternalID(d.ExternalID) {
+		it.Action, it.Reason = ActionSkip, fmt.Sprintf("userName %q is taken on the target by another user (externalId %s)", it.Name, scimclient.Sanitize(rec.ExternalID()))
 		return false, p.plan.add(*it)
 	}
 	return true, nil
@@ -651,8 +657,25 @@ func (p *planner) unchanged(d Desired, name, hash string, link state.Link) error
 	if uuid != "" {
 		l.SourceUUID = uuid
 	}
+	reason := "state only: the target already holds this"
+	if rec, ok := p.recovered[d.ExternalID]; ok {
+		reason = rec.Reason
+		delete(p.recovered, d.ExternalID)
+	}
 	return p.plan.add(Item{Kind: KindUser, Action: ActionRefresh, Name: name, ExternalID: d.ExternalID, DN: d.DN,
-		TargetID: l.TargetID, Link: &l, Reason: "state only: the target already holds this"})
+		TargetID: l.TargetID, Link: &l, Reason: reason})
+}
+
+// flushRecovered adds the recovered creates no unchanged user took over: users that need an
+// update, or that this read did not see.
+func (p *planner) flushRecovered() error {
+	for _, ext := range sortedKeys(p.recovered) {
+		if err := p.plan.add(p.recovered[ext]); err != nil {
+			return err
+		}
+	}
+	p.recovered = nil
+	return nil
 }
 
 // gone plans the users the sync owns whose entries have left: every link not seen after a full
@@ -797,7 +820,7 @@ func (p *planner) recoverIntents() error {
 			rec, err := rl.byExternalID(p.ctx, in.ExternalID)
 			if err == nil && rec == nil {
 				rec, err = rl.byName(p.ctx, in.Name)
-				if rec != nil && rec.ExternalID() != "" && rec.ExternalID() != in.ExternalID {
+				if rec != nil && rec.otherExternalID(in.ExternalID) {
 					rec = nil
 				}
 			}
@@ -812,7 +835,11 @@ func (p *planner) recoverIntents() error {
 					p.overlay[in.ExternalID] = &l
 					it.Link, it.TargetID = &l, rec.ID()
 					it.Reason = fmt.Sprintf("created by run %d, which stopped before recording it: linked", in.RunID)
-					break
+					if p.recovered == nil {
+						p.recovered = map[string]Item{}
+					}
+					p.recovered[in.ExternalID] = it
+					continue
 				}
 			}
 			it.Reason = fmt.Sprintf("run %d stopped before creating it: nothing to record", in.RunID)

@@ -34,7 +34,7 @@ type segment struct {
 // spillBytes is how much of a segment stays in memory; sortLimit how many items are sorted by
 // name for display (beyond it, reading order is kept: sorting would need them all in memory).
 const (
-	spillBytes = 4 << 20
+	spillBytes = 1 << 20
 	sortLimit  = 20000
 )
 

@@ -3,6 +3,8 @@ package sync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -27,8 +29,34 @@ type targetRec struct {
 	doc     scim.Doc // kept only by targeted lookups, which fetch few
 }
 
-func (rec *targetRec) ID() string         { return rec.id.String() }
+func (rec *targetRec) ID() string { return rec.id.String() }
+
+// ExternalID is the user's externalId, or a digest of it when it is longer than maxKeyLen.
 func (rec *targetRec) ExternalID() string { return rec.ext.String() }
+
+// otherExternalID reports whether the user carries an externalId that is not ext.
+func (rec *targetRec) otherExternalID(ext string) bool {
+	return !rec.ext.empty() && rec.ext != keyOf(boundKey(ext))
+}
+
+// maxKeyLen bounds what the planner keeps of an externalId or userName a target lists: a
+// longer one is kept as its digest, which matches exactly as well, so that a target listing
+// megabyte-long names cannot make a full reconcile hold gigabytes. Directory ids and names are
+// far shorter.
+const maxKeyLen = 256
+
+// maxTargetIDLen bounds a target's user ids: the id is the handle every write uses, so it
+// cannot be replaced by a digest; a target with longer ids is refused, not indexed.
+const maxTargetIDLen = 1024
+
+// boundKey is s, or a digest of s when s is longer than maxKeyLen.
+func boundKey(s string) string {
+	if len(s) <= maxKeyLen {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "\x00sha256:" + hex.EncodeToString(sum[:])
+}
 
 // Active is the raw active value: "true", "false", or "" when absent.
 func (rec *targetRec) Active() string {
@@ -54,7 +82,7 @@ func (rec *targetRec) take(ext string) bool {
 func recordOf(p payload, r scimclient.Resource) *targetRec {
 	rec := &targetRec{id: keyOf(r.ID()), etag: r.ETag, hash: hashKey(hashValues(p.read(r.Doc)))}
 	ext, _ := r.Doc["externalId"].(string)
-	rec.ext = keyOf(ext)
+	rec.ext = keyOf(boundKey(ext))
 	rec.name, _ = r.Doc["userName"].(string)
 	if v, ok := paths[keyActive].Read(r.Doc); ok {
 		rec.active = 1
@@ -102,7 +130,11 @@ func listTarget(ctx context.Context, tgt Target, p payload, limit int) (*indexLo
 		if rec.id.empty() {
 			return fmt.Errorf("the target listed a user without an id")
 		}
-		ix.names = append(ix.names, strings.ToLower(rec.name))
+		if id := r.ID(); len(id) > maxTargetIDLen {
+			return fmt.Errorf("the target listed a user id of %d bytes (%s); ids longer than %d bytes are refused",
+				len(id), scimclient.SanitizeN(id, 40), maxTargetIDLen)
+		}
+		ix.names = append(ix.names, boundKey(strings.ToLower(rec.name)))
 		rec.name, rec.etag = "", "" // the index holds the name; a write reads the user first
 		ix.recs = append(ix.recs, *rec)
 		return nil
@@ -155,12 +187,12 @@ func (ix *indexLookup) byID(_ context.Context, id string) (*targetRec, error) {
 }
 
 func (ix *indexLookup) byExternalID(_ context.Context, ext string) (*targetRec, error) {
-	k := keyOf(ext)
+	k := keyOf(boundKey(ext))
 	return ix.find(ix.extOrder, func(i int32) int { return compareKeys(ix.recs[i].ext, k) }), nil
 }
 
 func (ix *indexLookup) byName(_ context.Context, name string) (*targetRec, error) {
-	n := strings.ToLower(name)
+	n := boundKey(strings.ToLower(name))
 	return ix.find(ix.nameOrder, func(i int32) int { return strings.Compare(ix.names[i], n) }), nil
 }
 
@@ -223,7 +255,7 @@ func (rl *remoteLookup) find(ctx context.Context, attr, value string, match func
 }
 
 func (rl *remoteLookup) byExternalID(ctx context.Context, ext string) (*targetRec, error) {
-	return rl.find(ctx, "externalId", ext, func(r *targetRec) bool { return r.ExternalID() == ext })
+	return rl.find(ctx, "externalId", ext, func(r *targetRec) bool { return !r.ext.empty() && !r.otherExternalID(ext) })
 }
 
 func (rl *remoteLookup) byName(ctx context.Context, name string) (*targetRec, error) {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/scimsync/scimsync/scimclient"
 )
 
 // WriteText prints the plan: a line per resource with its reason, the attribute changes a person
@@ -15,13 +17,13 @@ import (
 func WriteText(w io.Writer, p *Plan) error {
 	bw := bufio.NewWriter(w)
 	for _, n := range p.Notices {
-		fmt.Fprintf(bw, "note: %s\n", n)
+		fmt.Fprintf(bw, "note: %s\n", printable(n))
 	}
 	if p.Read.Fallback != "" {
-		fmt.Fprintf(bw, "note: the directory was read in full: %s\n", p.Read.Fallback)
+		fmt.Fprintf(bw, "note: the directory was read in full: %s\n", printable(p.Read.Fallback))
 	}
 	if p.Read.Warning != "" {
-		fmt.Fprintf(bw, "note: %s\n", p.Read.Warning)
+		fmt.Fprintf(bw, "note: %s\n", printable(p.Read.Warning))
 	}
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	header := false
@@ -56,9 +58,9 @@ func WriteText(w io.Writer, p *Plan) error {
 		if name == "" {
 			name = "-" // an entry that could not be mapped has no name yet
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", action, it.Kind, name, oneLine(detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", action, it.Kind, printable(name), printable(detail))
 		for _, d := range it.Changes {
-			fmt.Fprintf(tw, "\t\t\t  %s: %s → %s\n", d.Attribute, quote(d.Old), quote(d.New))
+			fmt.Fprintf(tw, "\t\t\t  %s: %s → %s\n", printable(d.Attribute), quote(d.Old), quote(d.New))
 		}
 		if m := it.Members; m != nil {
 			fmt.Fprintf(tw, "\t\t\t  members: %s\n", memberLine(m))
@@ -69,7 +71,7 @@ func WriteText(w io.Writer, p *Plan) error {
 				raw, _ := json.Marshal(op.Value)
 				v = " " + string(raw)
 			}
-			fmt.Fprintf(tw, "\t\t\t  PATCH %s %s%s\n", op.Op, op.Path, v)
+			fmt.Fprintf(tw, "\t\t\t  PATCH %s %s\n", op.Op, printable(op.Path+v))
 		}
 		if it.Body != nil && it.Action == ActionUpdate {
 			fmt.Fprintf(tw, "\t\t\t  PUT (the target has no PATCH): the whole user\n")
@@ -83,27 +85,26 @@ func WriteText(w io.Writer, p *Plan) error {
 		return err
 	}
 	for _, warn := range p.Warnings {
-		fmt.Fprintf(bw, "warning: %s\n", warn)
+		fmt.Fprintf(bw, "warning: %s\n", printable(warn))
 	}
 	if p.Blocked != nil {
-		fmt.Fprintf(bw, "STOPPED: %s\n", p.Blocked.Message)
+		fmt.Fprintf(bw, "STOPPED: %s\n", printable(p.Blocked.Message))
 	}
 	if p.GroupsBlocked != nil {
-		fmt.Fprintf(bw, "STOPPED (groups): %s\n", p.GroupsBlocked.Message)
+		fmt.Fprintf(bw, "STOPPED (groups): %s\n", printable(p.GroupsBlocked.Message))
 	}
 	fmt.Fprintln(bw, SummaryLine(p))
 	return bw.Flush()
 }
 
-// oneLine keeps a reason on its line whatever a target put in it.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// printable is text from a directory or a target made safe for a terminal: one line, no
+// control characters, escape sequences or bidi controls (a name could otherwise forge a plan
+// line or hide a deletion), and bounded, since a line that long helps nobody; the JSON plan
+// keeps the full values.
+func printable(s string) string { return scimclient.SanitizeN(s, maxTextColumn) }
+
+// maxTextColumn is how many characters of a name, reason or operation a text line shows.
+const maxTextColumn = 1000
 
 // memberLine is a group's member changes in a line: counts, and names up to a few.
 func memberLine(m *MemberChanges) string {
@@ -121,7 +122,7 @@ func memberLine(m *MemberChanges) string {
 			if x.Group {
 				n += " (group)"
 			}
-			parts = append(parts, n)
+			parts = append(parts, printable(n))
 		}
 		return fmt.Sprintf("%s%d (%s)", sign, len(ms), strings.Join(parts, ", "))
 	}
@@ -149,7 +150,8 @@ func quote(s string) string {
 	if s == "" {
 		return "(none)"
 	}
-	return fmt.Sprintf("%q", s)
+	// %q escapes controls and invisible characters; a huge value is cut (the JSON plan has it)
+	return scimclient.SanitizeN(fmt.Sprintf("%q", s), maxTextColumn)
 }
 
 // SummaryLine is the one-line count of the plan.
@@ -165,9 +167,9 @@ func SummaryLine(p *Plan) string {
 	if p.Excluded > 0 {
 		s += fmt.Sprintf(" %d entries excluded (mapping.exclude).", p.Excluded)
 	}
-	if g := p.Kinds[KindGroup]; len(g) > 0 {
-		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid.",
-			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid])
+	if g := p.Kinds[KindGroup]; len(g) > 0 || p.GroupsUnchanged > 0 {
+		s += fmt.Sprintf(" Groups: %d to create, %d to update, %d to delete, %d skipped, %d invalid, %d unchanged.",
+			g[ActionCreate], g[ActionUpdate], g[ActionDelete], g[ActionSkip], g[ActionInvalid], p.GroupsUnchanged)
 	}
 	return s
 }
@@ -227,6 +229,15 @@ func ResultLine(r *Result) string {
 		parts = append(parts, fmt.Sprintf("%d %sd", r.Done[a], a))
 	}
 	s := fmt.Sprintf("Run %d: %s", r.RunID, strings.Join(parts, ", "))
+	if g := r.GroupsDone; g[ActionCreate]+g[ActionUpdate]+g[ActionDelete] > 0 {
+		s += fmt.Sprintf("; groups: %d created, %d updated, %d deleted", g[ActionCreate], g[ActionUpdate], g[ActionDelete])
+	}
+	if r.Replanned > 0 {
+		s += fmt.Sprintf(", %d planned again (the target refused a stale or unmatched write)", r.Replanned)
+	}
+	if r.Adopted > 0 {
+		s += fmt.Sprintf(", %d adopted (the target already held them)", r.Adopted)
+	}
 	if len(r.Failed) > 0 {
 		s += fmt.Sprintf(", %d failed", len(r.Failed))
 	}

@@ -133,3 +133,55 @@ func TestLargePlanSpillsAndStreams(t *testing.T) {
 		t.Fatalf("streamed JSON: %d items, %v", len(doc.Items), err)
 	}
 }
+
+// TestTextPlanIsSafeToPrint: a name, value or reason that a directory or target controls cannot
+// clear or recolour the terminal, forge a plan line, or reorder a line with bidi controls; the
+// JSON plan keeps the exact values.
+func TestTextPlanIsSafeToPrint(t *testing.T) {
+	p := newPlan("delta")
+	t.Cleanup(func() { _ = p.Close() })
+	hostile := "eve\x1b[2J\x1b]0;owned\x07\u202egnp.exe\nDELETE  user  alice  gone"
+	for _, it := range []Item{
+		{Action: ActionCreate, Name: hostile, ExternalID: "u-1", DN: "uid=eve,dc=x\r\nnote: all clear",
+			Values: map[string]string{"userName": hostile}},
+		{Action: ActionUpdate, Name: "bob", ExternalID: "u-2", TargetID: "t-2", Reason: "target said: \u009b31mred",
+			Changes:    []Diff{{Attribute: "title", Old: "a\u202eb", New: strings.Repeat("x", 5000)}},
+			Operations: []scim.PatchOp{{Op: "replace", Path: "title", Value: "\u009b2J" + strings.Repeat("y", 5000)}}},
+	} {
+		if err := p.add(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Warnings = []string{"w\x1b[31m\nSTOPPED: fake"}
+	var out bytes.Buffer
+	if err := WriteText(&out, p); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, bad := range []string{"\x1b", "\u009b", "\u202e", "\x07", "\r"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("text plan carries %q:\n%s", bad, text)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if strings.HasPrefix(line, "DELETE") || strings.HasPrefix(line, "note: all clear") || strings.HasPrefix(line, "STOPPED") {
+			t.Errorf("a value forged the line %q", line)
+		}
+		if len(line) > 4*maxTextColumn {
+			t.Errorf("line of %d bytes: values are not bounded", len(line))
+		}
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, p); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Items []Item `json:"items"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Items) != 2 || back.Items[0].Name != hostile {
+		t.Errorf("the JSON plan must keep the exact name; got %+v", back.Items)
+	}
+}

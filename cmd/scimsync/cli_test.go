@@ -64,8 +64,16 @@ func demoDir(t *testing.T) (dir, cfg string) {
 		t.Fatalf("demo: %d\n%s\n%s", code, out, errOut)
 	}
 	doc := oneJSON(t, "demo", out)
-	if len(doc["steps"].([]any)) != 4 || len(doc["next"].([]any)) != 3 {
+	steps := doc["steps"].([]any)
+	if len(steps) != 5 || len(doc["next"].([]any)) != 3 {
 		t.Fatalf("demo report: %v", doc)
+	}
+	// the membership step removes bob from engineering and from staff, which holds it: two
+	// group PATCHes and nothing else
+	member := steps[3].(map[string]any)["report"].(map[string]any)
+	done := member["result"].(map[string]any)["groups_done"].(map[string]any)
+	if done["update"] != 2.0 || member["scim_writes"] != 2.0 {
+		t.Fatalf("demo membership step: %v, %v writes", done, member["scim_writes"])
 	}
 	return dir, filepath.Join(dir, "config.yaml")
 }
@@ -243,6 +251,11 @@ admn:
 	}
 	if !strings.Contains(out, "ldap: bound to file://") || !strings.Contains(out, "state: ") {
 		t.Fatalf("check of the demo config:\n%s", out)
+	}
+	// the demo directory's groups: engineering (alice, carol: bob left in step 4), staff
+	// (engineering, dave, erin), ops (posixGroup: frank, grace)
+	if !strings.Contains(out, "groups: 3 groups under ou=groups,") || !strings.Contains(out, "with 7 member values") {
+		t.Fatalf("check does not count the demo's groups:\n%s", out)
 	}
 }
 

@@ -31,9 +31,10 @@ import (
 //go:embed sample-directory.ldif
 var sampleDirectory []byte
 
-const demoLong = `Sync a bundled sample directory (an LDIF file) into scimsync's own SCIM server on
-127.0.0.1: a dry run first, the real sync, a change in the directory and the sync that follows
-it, then a dry run that finds nothing left to do. Nothing to install.
+const demoLong = `Sync a bundled sample directory (an LDIF file, users and groups) into scimsync's own
+SCIM server on 127.0.0.1: a dry run first, the real sync, two changes in the directory (an
+attribute, a group membership) and the syncs that follow them, then a dry run that finds
+nothing left to do. Nothing to install.
 
 Everything stays in --dir (a new temporary directory by default): the directory file, a
 working config.yaml, its secrets, the state file with the history, and a report per run. The
@@ -56,6 +57,8 @@ sync:
   run_on_start: true
   overrides:
     - user_name: "svc-*"                  # service accounts are hands-off
+groups:                                   # LDAP groups become SCIM Groups (nested groups flattened)
+  base_dn: ou=groups,dc=example,dc=org
 server:
   listen: {{.Server}}
   tokens:
@@ -145,18 +148,13 @@ func (a *app) demo(ctx context.Context, dir string) error {
 		{"1. Dry run: what the sync would do (nothing is written)", true, nil},
 		{"2. The real sync", false, nil},
 		{"3. Alice is promoted in the directory; the next sync updates only her", false, func() error {
-			ldif := strings.TrimPrefix(cfg.LDAP.URL, "file://")
-			data, err := os.ReadFile(ldif)
-			if err != nil {
-				return err
-			}
-			old := []byte("entryUUID: 5a1e0000-0000-4000-8000-000000000001\ntitle: Engineer\n")
-			if !bytes.Contains(data, old) {
-				return errors.New("the sample directory has no alice with title Engineer")
-			}
-			return os.WriteFile(ldif, bytes.Replace(data, old, []byte("entryUUID: 5a1e0000-0000-4000-8000-000000000001\ntitle: Principal Engineer\n"), 1), 0o600)
+			return editDirectory(cfg.LDAP.URL, "entryUUID: 5a1e0000-0000-4000-8000-000000000001\ntitle: Engineer\n",
+				"entryUUID: 5a1e0000-0000-4000-8000-000000000001\ntitle: Principal Engineer\n")
 		}},
-		{"4. Dry run again: nothing left to do", true, nil},
+		{"4. Bob leaves engineering; engineering and staff (which holds it) each lose him, one PATCH each", false, func() error {
+			return editDirectory(cfg.LDAP.URL, "member: uid=bob,ou=people,dc=example,dc=org\n", "")
+		}},
+		{"5. Dry run again: nothing left to do", true, nil},
 	}
 	var lastRun uint64
 	for _, s := range steps {
@@ -189,7 +187,7 @@ func (a *app) demo(ctx context.Context, dir string) error {
 		rep.Steps = append(rep.Steps, demoStep{Title: s.title, Report: sr})
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintln(out, "== 5. What happened to alice: scimsync history alice")
+	fmt.Fprintln(out, "== 6. What happened to alice: scimsync history alice")
 	if rep.History, err = st.History("alice", 0); err != nil {
 		return err
 	}
@@ -197,7 +195,7 @@ func (a *app) demo(ctx context.Context, dir string) error {
 		return err
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "== 6. Alice as the SCIM server returns her")
+	fmt.Fprintln(out, "== 7. Alice as the SCIM server returns her")
 	tok, err := config.ResolveSecret(cfg.Target.Token, cfg.Target.TokenFile)
 	if err != nil {
 		return err
@@ -224,6 +222,19 @@ func (a *app) demo(ctx context.Context, dir string) error {
 		fmt.Fprintf(out, "  %-*s  %s\n", width, n, why[i])
 	}
 	return nil
+}
+
+// editDirectory replaces the first old with new in the demo's LDIF directory.
+func editDirectory(url, old, new string) error {
+	ldif := strings.TrimPrefix(url, "file://")
+	data, err := os.ReadFile(ldif)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(data, []byte(old)) {
+		return fmt.Errorf("the sample directory %s lacks %q", ldif, old)
+	}
+	return os.WriteFile(ldif, bytes.Replace(data, []byte(old), []byte(new), 1), 0o600)
 }
 
 // progressIntervalNever keeps the demo's runs (a few milliseconds each) from logging progress.

@@ -135,7 +135,8 @@ func duration(r state.Run) string {
 
 func counts(r state.Run) string {
 	var out []string
-	for _, k := range []string{"create", "update", "disable", "delete", "skip", "invalid", "unchanged"} {
+	for _, k := range []string{"create", "update", "disable", "delete", "skip", "invalid", "unchanged",
+		"group_create", "group_update", "group_delete"} {
 		if r.Counts[k] > 0 {
 			out = append(out, fmt.Sprintf("%s=%d", k, r.Counts[k]))
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	fp "github.com/scim2/filter-parser/v2"
@@ -311,6 +312,20 @@ func setMaxResultsZero(body []byte) []byte {
 	return out
 }
 
+// setPatchUnsupported rewrites /ServiceProviderConfig to say patch.supported false.
+func setPatchUnsupported(body []byte) []byte {
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return body
+	}
+	doc["patch"] = map[string]any{"supported": false}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
 // etagMatches compares an If-Match list with the current version, weakly, "*" matching any.
 func etagMatches(header, version string) bool {
 	strip := func(s string) string { return strings.TrimPrefix(strings.TrimSpace(s), "W/") }
@@ -332,4 +347,76 @@ func getFold(m map[string]any, key string) any {
 		}
 	}
 	return nil
+}
+
+// usersOnlyInGroups rewrites a /Schemas answer so the Group schema's members take users only.
+func usersOnlyInGroups(body []byte) []byte {
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return body
+	}
+	schemas, _ := doc["Resources"].([]any)
+	if schemas == nil {
+		schemas = []any{doc}
+	}
+	for _, s := range schemas {
+		m, _ := s.(map[string]any)
+		if id, _ := m["id"].(string); !strings.EqualFold(id, scim.GroupSchema) {
+			continue
+		}
+		attrs, _ := m["attributes"].([]any)
+		for _, a := range attrs {
+			am, _ := a.(map[string]any)
+			if name, _ := am["name"].(string); !strings.EqualFold(name, "members") {
+				continue
+			}
+			subs, _ := am["subAttributes"].([]any)
+			for _, sa := range subs {
+				sm, _ := sa.(map[string]any)
+				switch name, _ := sm["name"].(string); strings.ToLower(name) {
+				case "type":
+					sm["canonicalValues"] = []any{"User"}
+				case "$ref":
+					sm["referenceTypes"] = []any{"User"}
+				}
+			}
+		}
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// groupAsMember reports whether a group write (POST, PUT or PATCH body) names a member that is
+// a group on this target.
+func (tg *Target) groupAsMember(body []byte) bool {
+	var doc struct {
+		Members    []map[string]any `json:"members"`
+		Operations []struct {
+			Value any `json:"value"`
+		} `json:"Operations"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return false
+	}
+	members := doc.Members
+	for _, op := range doc.Operations {
+		list, _ := op.Value.([]any)
+		for _, el := range list {
+			if m, ok := el.(map[string]any); ok {
+				members = append(members, m)
+			}
+		}
+	}
+	for _, m := range members {
+		if t, _ := m["type"].(string); strings.EqualFold(t, "Group") {
+			return true
+		}
+		if v, _ := m["value"].(string); v != "" && tg.inner(http.MethodGet, "/Groups/"+url.PathEscape(v), nil, nil).status == http.StatusOK {
+			return true
+		}
+	}
+	return false
 }

@@ -10,8 +10,9 @@
 //	tg.Set(func(b *targettest.Behaviour) { b.List = targettest.ListRepeatFirstPage })
 //
 // Everything listens on 127.0.0.1 and stops with the test. Requests are counted per method
-// (Count) and recorded (Requests); requests that reached another origin carrying an
-// Authorization header are recorded as leaks (Leaks).
+// (Count) and recorded (Requests), and answers still being sent are counted (Answering);
+// requests that reached another origin carrying an Authorization header are recorded as leaks
+// (Leaks).
 package targettest
 
 import (
@@ -55,6 +56,13 @@ type Behaviour struct {
 	// is accepted): "urn:…:User:description" for an extension attribute, "title" or
 	// "name.middleName" for core ones.
 	Undeclared []string
+	// UsersOnlyInGroups makes /Schemas declare Group members of type User only (members.type
+	// canonicalValues and members.$ref referenceTypes ["User"]), as a target without nested
+	// groups does, and refuses a group member that is a group (400 invalidValue).
+	UsersOnlyInGroups bool
+	// NoPatch makes /ServiceProviderConfig say patch.supported false and answers every PATCH
+	// 501, as a target that only takes PUT does.
+	NoPatch bool
 	// RequireETag: a PUT, PATCH or DELETE of a resource without If-Match is 428, and one whose
 	// If-Match is not the current version is 412.
 	RequireETag bool
@@ -102,6 +110,9 @@ type Behaviour struct {
 
 	// Drip sends every answer's body one byte per Drip.
 	Drip time.Duration
+	// DripMethods limits Drip to answers of these methods (e.g. POST, so that writes stay in
+	// flight while listings and lookups answer at once); empty means every method.
+	DripMethods []string
 	// FailWrites answers every POST, PUT, PATCH and DELETE with this status (e.g. 503).
 	FailWrites int
 	// ConflictOnPost answers every POST with 409 uniqueness.
@@ -180,6 +191,7 @@ type Target struct {
 	b        Behaviour
 	limiter  *rate.Limiter
 	counts   map[string]int64
+	sending  map[string]int // answers recorded but not yet completely written, per method
 	requests []Request
 	leaks    []string
 	endless  int
@@ -239,7 +251,7 @@ func Start(tb testing.TB, opts ...Option) *Target {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tg := &Target{Token: o.token, Server: srv, tb: tb, scheme: "http", counts: map[string]int64{}, catchers: map[string]string{},
+	tg := &Target{Token: o.token, Server: srv, tb: tb, scheme: "http", counts: map[string]int64{}, sending: map[string]int{}, catchers: map[string]string{},
 		rnd: rand.New(rand.NewPCG(1, 2))}
 	ca, cert, err := certificates(dir)
 	if err != nil {
@@ -292,6 +304,7 @@ func (tg *Target) Set(fn func(b *Behaviour)) {
 	b := tg.b
 	b.Undeclared = append([]string(nil), b.Undeclared...)
 	b.RedirectMethods = append([]string(nil), b.RedirectMethods...)
+	b.DripMethods = append([]string(nil), b.DripMethods...)
 	fn(&b)
 	if b.RateLimit != tg.b.RateLimit {
 		tg.limiter = nil
@@ -335,6 +348,15 @@ func (tg *Target) Writes() int64 {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	return tg.counts[http.MethodPost] + tg.counts[http.MethodPut] + tg.counts[http.MethodPatch] + tg.counts[http.MethodDelete]
+}
+
+// Answering is how many requests with method the target has handled (applied, counted and
+// recorded) while their answer is still being sent: with Drip, a write the target has made
+// whose client has not read the outcome yet. It is not reset by ResetCounts.
+func (tg *Target) Answering(method string) int {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.sending[strings.ToUpper(method)]
 }
 
 // Requests returns the requests received since the last ResetCounts (the latest 10,000).
@@ -558,6 +580,9 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		return scimError(http.StatusNotFound, "", "no /ResourceTypes here")
 	}
 	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	if r.Method == http.MethodPatch && b.NoPatch {
+		return scimError(http.StatusNotImplemented, "", "PATCH is not supported here")
+	}
 	if write && b.FailWrites != 0 {
 		return scimError(b.FailWrites, "", "writes are failing")
 	}
@@ -567,6 +592,9 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 	if write {
 		if a, refused := tg.checkWrite(r, b, rel, body); refused {
 			return a
+		}
+		if b.UsersOnlyInGroups && strings.HasPrefix(rel, "/Groups") && tg.groupAsMember(body) {
+			return scimError(http.StatusBadRequest, "invalidValue", "a group cannot be a member of a group here")
 		}
 	}
 	if r.Method == http.MethodPost && rel == "/Users" && b.Create != CreateNormal {
@@ -590,10 +618,19 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 		}
 	}
 	switch {
-	case r.Method == http.MethodGet && strings.HasPrefix(rel, "/Schemas") && a.status == http.StatusOK && len(b.Undeclared) > 0:
+	case r.Method == http.MethodGet && strings.HasPrefix(rel, "/Schemas") && a.status == http.StatusOK &&
+		(len(b.Undeclared) > 0 || b.UsersOnlyInGroups):
 		a.body = reduceSchemas(a.body, b.Undeclared)
-	case r.Method == http.MethodGet && rel == "/ServiceProviderConfig" && b.List == ListZeroItems:
-		a.body = setMaxResultsZero(a.body)
+		if b.UsersOnlyInGroups {
+			a.body = usersOnlyInGroups(a.body)
+		}
+	case r.Method == http.MethodGet && rel == "/ServiceProviderConfig" && (b.List == ListZeroItems || b.NoPatch):
+		if b.List == ListZeroItems {
+			a.body = setMaxResultsZero(a.body)
+		}
+		if b.NoPatch {
+			a.body = setPatchUnsupported(a.body)
+		}
 	}
 	return a
 }
@@ -733,13 +770,14 @@ func (tg *Target) finish(w http.ResponseWriter, r *http.Request, b Behaviour, a 
 		a = decorateError(a, r, b)
 	}
 	tg.record(r, a.status)
+	defer tg.answered(r.Method)
 	for k, vs := range a.header {
 		if strings.EqualFold(k, "Content-Length") {
 			continue
 		}
 		w.Header()[k] = vs
 	}
-	if b.Drip <= 0 {
+	if b.Drip <= 0 || !methodIn(r.Method, b.DripMethods) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
 		w.WriteHeader(a.status)
 		_, _ = w.Write(a.body)
@@ -771,11 +809,20 @@ func (tg *Target) record(r *http.Request, status int) {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	tg.counts[r.Method]++
+	tg.sending[r.Method]++
 	if len(tg.requests) >= maxRecorded {
 		tg.requests = tg.requests[1:]
 	}
 	tg.requests = append(tg.requests, Request{Method: r.Method, URI: r.URL.RequestURI(), Status: status,
 		Authorization: r.Header.Get("Authorization") != "", IfMatch: r.Header.Get("If-Match"), At: time.Now()})
+}
+
+// answered ends what record started: the answer to a request with method is written (or its
+// client is gone).
+func (tg *Target) answered(method string) {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	tg.sending[method]--
 }
 
 // forgedLine is what HostileDetail puts in front of every error detail.

@@ -2,11 +2,13 @@ package targettest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/scimclient/targettest"
@@ -100,5 +102,60 @@ func TestTargetCatcherRecordsLeaks(t *testing.T) {
 	}
 	if l := tg.Leaks(); len(l) != 1 || !strings.Contains(l[0], "GET http://127.0.0.1:") {
 		t.Fatalf("%v", l)
+	}
+}
+
+// TestTargetDripsOnlyTheChosenMethods: with DripMethods, a listing answers at once while a
+// create is applied and its answer held back (the header is sent, the body drips), so a test
+// can keep writes in flight without slowing everything else down; Answering counts them.
+func TestTargetDripsOnlyTheChosenMethods(t *testing.T) {
+	tg := targettest.Start(t)
+	tg.Set(func(b *targettest.Behaviour) { b.Drip, b.DripMethods = time.Hour, []string{"post"} })
+	hc := &http.Client{Timeout: 10 * time.Second}
+	list, _ := http.NewRequest(http.MethodGet, tg.URL+"/Users", nil)
+	list.Header.Set("Authorization", "Bearer "+tg.Token)
+	lr, err := hc.Do(list) // the client's timeout ends a dripping answer: a failure, not a hang
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page map[string]any
+	err = json.NewDecoder(lr.Body).Decode(&page)
+	lr.Body.Close()
+	if err != nil || lr.StatusCode != http.StatusOK || page["totalResults"] == nil {
+		t.Fatalf("GET dripped or failed: HTTP %d %v %v", lr.StatusCode, page, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	raw, _ := json.Marshal(map[string]any{"schemas": []string{scim.UserSchema}, "userName": "dripped"})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tg.URL+"/Users", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+tg.Token)
+	req.Header.Set("Content-Type", "application/scim+json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: HTTP %d", resp.StatusCode)
+	}
+	got := make(chan int, 1)
+	go func() { n, _ := resp.Body.Read(make([]byte, 1)); got <- n }()
+	select {
+	case n := <-got:
+		t.Fatalf("the POST's body was not held back: read %d bytes", n)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if users := tg.Users(); len(users) != 1 || users[0]["userName"] != "dripped" {
+		t.Fatalf("the create was not applied before its answer: %v", users)
+	}
+	if tg.Count(http.MethodPost) != 1 || tg.Answering(http.MethodPost) != 1 || tg.Answering(http.MethodGet) != 0 {
+		t.Fatalf("the dripping POST: counted %d, answering %d POST and %d GET", tg.Count(http.MethodPost),
+			tg.Answering(http.MethodPost), tg.Answering(http.MethodGet))
+	}
+	cancel() // the client goes away: the answer ends
+	for deadline := time.Now().Add(5 * time.Second); tg.Answering(http.MethodPost) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the answer to a client that went away is still being sent")
+		}
 	}
 }
