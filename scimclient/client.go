@@ -297,9 +297,10 @@ func (c *Client) resource(resp response, name string, need bool) (Resource, erro
 	return res, nil
 }
 
-// sameResource checks that an answer about id is about id.
+// sameResource checks that an answer about id is about id. Ids compare exactly, as the state
+// file keys them: a target with case-sensitive ids may hold "abc" and "ABC" as two resources.
 func (c *Client) sameResource(res Resource, id, name string) error {
-	if got := res.ID(); got != "" && !strings.EqualFold(got, id) {
+	if got := res.ID(); got != "" && got != id {
 		return fmt.Errorf("scim: %s: %w (id %q)", name, ErrWrongResource, c.text(got, MaxTextLen))
 	}
 	return nil
