@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -363,6 +364,44 @@ func TestTargetRedirectsWithinItsOrigin(t *testing.T) {
 	_, err = h.c.Patch(ctx, Users, ids[0], []PatchOp{{Op: "replace", Path: "title", Value: "u"}}, "")
 	if !errors.Is(h.err(err), ErrRedirectRefused) {
 		t.Fatalf("301 PATCH: %v", err)
+	}
+	// the same origin, but outside target.url's path: another application may live there
+	tg.Set(func(b *targettest.Behaviour) { b.Redirect, b.RedirectStatus = targettest.RedirectOutsideBase, 0 })
+	before := h.c.Stats().Redirects
+	_, err = h.c.Get(ctx, Users, ids[0])
+	if !errors.Is(h.err(err), ErrRedirectRefused) || !strings.Contains(err.Error(), "outside") || h.c.Stats().Redirects != before {
+		t.Fatalf("307 outside the base path: %v", err)
+	}
+}
+
+// TestRedirectsStayBelowTheBasePath: a Location is followed only below target.url's path,
+// compared after dot segments (encoded or not) are resolved.
+func TestRedirectsStayBelowTheBasePath(t *testing.T) {
+	origin, _ := url.Parse("https://scim.example.org/scim/v2")
+	c := &Client{origin: origin, red: config.NewRedactor(), log: zap.NewNop()}
+	from := "https://scim.example.org/scim/v2/Users/1"
+	for loc, ok := range map[string]bool{
+		"/scim/v2/Users/2":                 true,
+		"2":                                true,
+		"https://scim.example.org/scim/v2": true,
+		"/scim/v2/moved/Users/1?x=1":       true,
+		"/scim/v2x/Users/1":                false,
+		"/admin/Users/1":                   false,
+		"/":                                false,
+		"../../admin":                      false,
+		"/scim/v2/../admin":                false,
+		"/scim/v2/%2e%2e/%2E%2E/admin":     false,
+		"/scim/v2/..%2f..%2fadmin":         false,
+	} {
+		_, err := c.resolve(from, loc)
+		if (err == nil) != ok {
+			t.Errorf("%s: followed %v, want %v (%v)", loc, err == nil, ok, err)
+		}
+	}
+	// a target.url without a path leaves every path of its origin
+	c.origin, _ = url.Parse("https://scim.example.org")
+	if _, err := c.resolve(from, "/anything"); err != nil {
+		t.Error(err)
 	}
 }
 

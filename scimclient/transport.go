@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -326,7 +327,21 @@ func (c *Client) resolve(from, loc string) (string, error) {
 		return "", fmt.Errorf("the target sent us to %s, another origin than %s; the bearer token is only ever sent to target.url's origin",
 			c.text(originOf(u), MaxTextLen), originOf(c.origin))
 	}
+	if !belowBase(c.origin.Path, u.Path) {
+		return "", fmt.Errorf("the target sent us to %s, outside target.url's path %s; the bearer token is only ever sent below it (another application may share the origin)",
+			c.text(u.Path, MaxTextLen), c.origin.Path)
+	}
 	return u.String(), nil
+}
+
+// belowBase reports whether p (decoded) is base or below it once dot segments are resolved,
+// including those spelled %2e%2e or with %2f, which some servers decode before routing.
+func belowBase(base, p string) bool {
+	if base = path.Clean("/" + base); base == "/" {
+		return true
+	}
+	p = path.Clean("/" + p)
+	return p == base || strings.HasPrefix(p, base+"/")
 }
 
 func sameOrigin(a, b *url.URL) bool {

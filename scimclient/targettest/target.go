@@ -130,7 +130,8 @@ const (
 	RedirectOtherPort                // same scheme and host, the catcher's port
 	RedirectOtherScheme              // the other scheme (http <-> https), on the catcher for it
 	RedirectOtherHost                // "localhost" instead of 127.0.0.1, same port: same server, other origin
-	RedirectSameOrigin               // the same origin under /moved, which serves the same API
+	RedirectSameOrigin               // the same origin under /scim/v2/moved, which serves the same API
+	RedirectOutsideBase              // the same origin under /moved/scim/v2, outside the base path
 )
 
 // CreateMode is how the target answers POST /Users.
@@ -551,6 +552,9 @@ func (tg *Target) decide(r *http.Request, b Behaviour, body []byte, throttle boo
 	if !ok {
 		return scimError(http.StatusNotFound, "", "not a SCIM path")
 	}
+	if rest, ok := strings.CutPrefix(rel, "/moved"); ok {
+		rel, moved = rest, true
+	}
 	if b.Redirect != RedirectNone && !moved && methodIn(r.Method, b.RedirectMethods) {
 		if a, ok := tg.redirect(r, b); ok {
 			return a
@@ -676,6 +680,8 @@ func (tg *Target) redirect(r *http.Request, b Behaviour) (answer, bool) {
 		_, port, _ := net.SplitHostPort(tg.addr)
 		loc = tg.scheme + "://localhost:" + port + r.URL.RequestURI()
 	case RedirectSameOrigin:
+		loc = tg.scheme + "://" + tg.addr + "/scim/v2/moved" + strings.TrimPrefix(r.URL.RequestURI(), "/scim/v2")
+	case RedirectOutsideBase:
 		loc = tg.scheme + "://" + tg.addr + "/moved" + r.URL.RequestURI()
 	default:
 		return answer{}, false
