@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/scimsync/scimsync/config"
 	"github.com/scimsync/scimsync/state"
@@ -186,5 +187,27 @@ func TestRunErrorsLeaveTheDaemonRedacted(t *testing.T) {
 	d.runSync = func(context.Context, SyncOptions) (*Outcome, error) { panic("token " + secret + " rejected") }
 	if _, err := d.SyncNow(context.Background(), SyncOptions{DryRun: true}); err == nil || strings.Contains(err.Error(), secret) {
 		t.Fatalf("panic: %v", err)
+	}
+}
+
+// TestShortAdminTokenWarned: an admin token shorter than 32 characters is warned about when
+// the daemon is built, without its value; a long one, or none, is not.
+func TestShortAdminTokenWarned(t *testing.T) {
+	for token, want := range map[string]int{"admin-short": 1, testAdminToken: 0, "": 0} {
+		core, logs := observer.New(zap.WarnLevel)
+		s := &Settings{Admin: DefaultAdminConfig()}
+		s.Sync.Schedule = "@every 1h"
+		s.Admin.Token = config.NewSecret(token)
+		if _, err := New(s, nil, zap.New(core), zap.NewAtomicLevel(), BuildInfo{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := logs.FilterMessageSnippet("admin.token is shorter than 32 characters").Len(); n != want {
+			t.Errorf("token of %d characters: %d warnings, want %d", len(token), n, want)
+		}
+		for _, e := range logs.All() {
+			if token != "" && strings.Contains(e.Message+fmt.Sprint(e.ContextMap()), token) {
+				t.Errorf("the token is logged: %s", e.Message)
+			}
+		}
 	}
 }

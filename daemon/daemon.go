@@ -179,6 +179,7 @@ func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel, build
 	if err != nil {
 		return nil, fmt.Errorf("daemon: admin token: %w", err)
 	}
+	warnShortAdminToken(log, tok)
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg, build)
 	n, err := notify.New(s.Notify, build.Version, log, m.notifications)
@@ -188,6 +189,14 @@ func New(s *Settings, load Loader, log *zap.Logger, level zap.AtomicLevel, build
 	d := &Daemon{load: load, log: log, level: level, build: build, reg: reg, m: m, cur: s, adminTok: tok, notifier: n}
 	d.runSync = d.runOnce
 	return d, nil
+}
+
+// warnShortAdminToken warns when the admin token, which triggers syncs and sets overrides, is
+// short enough to guess.
+func warnShortAdminToken(log *zap.Logger, tok config.Secret) {
+	if !tok.IsZero() && config.ShortToken(tok.Reveal()) {
+		log.Warn(fmt.Sprintf("admin.token is shorter than %d characters: a short token can be guessed; use a random one (openssl rand -hex 32)", config.MinTokenLength))
+	}
 }
 
 // Start opens the state file, starts the listeners and the scheduler, and tells systemd it is
@@ -579,6 +588,7 @@ func (d *Daemon) Reload() error {
 		d.log.Error("reload rejected; the running configuration stays", zap.Error(err))
 		return err
 	}
+	warnShortAdminToken(d.log, tok)
 	cur := d.settings()
 	if next.State.Path != cur.State.Path || next.Admin.Listen != cur.Admin.Listen || !reflect.DeepEqual(next.Server, cur.Server) {
 		d.log.Warn("state.path, admin.listen and the server section (listener, tokens, TLS) take effect only after a restart")

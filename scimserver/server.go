@@ -78,6 +78,10 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 		}
 		s.tokens = append(s.tokens, namedToken{name: t.Name, value: []byte(sec.Reveal())})
 		s.red.Add(sec.Reveal())
+		if config.ShortToken(sec.Reveal()) {
+			s.log.Warn(fmt.Sprintf("a server token is shorter than %d characters: a short token can be guessed; use a random one (openssl rand -hex 32)", config.MinTokenLength),
+				zap.String("token", t.Name))
+		}
 	}
 	s.authLog = newAuthLogger(s.log, s.red, time.Now)
 	// Entra sends booleans as strings ("False"); elimity's validation accepts them only with
