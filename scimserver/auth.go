@@ -2,6 +2,7 @@ package scimserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"net"
 	"net/http"
@@ -44,9 +45,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			reason = "unknown token"
 		}
 		match := -1
-		for i, t := range s.tokens {
-			if subtle.ConstantTimeCompare(given, t.value) == 1 && match < 0 {
-				match = i
+		if len(given) > 0 {
+			// digests: ConstantTimeCompare of the raw values returns at once when the lengths
+			// differ, telling a prober how long the tokens are
+			g := sha256.Sum256(given)
+			for i, t := range s.tokens {
+				if subtle.ConstantTimeCompare(g[:], t.digest[:]) == 1 && match < 0 {
+					match = i
+				}
 			}
 		}
 		if match < 0 {

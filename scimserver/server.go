@@ -7,6 +7,7 @@ package scimserver
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -24,9 +25,11 @@ import (
 	"github.com/scimsync/scimsync/state"
 )
 
+// namedToken is a configured bearer token as the server keeps it: its SHA-256 digest, so
+// that comparing it with a given token takes the same time whatever either's length.
 type namedToken struct {
-	name  string
-	value []byte
+	name   string
+	digest [sha256.Size]byte
 }
 
 // resourceType is one of the two resource types the server serves.
@@ -76,7 +79,7 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 		if err != nil {
 			return nil, fmt.Errorf("scim: token %q: %w", t.Name, err)
 		}
-		s.tokens = append(s.tokens, namedToken{name: t.Name, value: []byte(sec.Reveal())})
+		s.tokens = append(s.tokens, namedToken{name: t.Name, digest: sha256.Sum256([]byte(sec.Reveal()))})
 		s.red.Add(sec.Reveal())
 		if config.ShortToken(sec.Reveal()) {
 			s.log.Warn(fmt.Sprintf("a server token is shorter than %d characters: a short token can be guessed; use a random one (openssl rand -hex 32)", config.MinTokenLength),

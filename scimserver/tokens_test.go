@@ -2,6 +2,8 @@ package scimserver
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -32,5 +34,37 @@ func TestShortServerTokenWarned(t *testing.T) {
 	}
 	if len(warned) != 1 || warned[0] != "okta" {
 		t.Fatalf("warned about %v, want [okta]", warned)
+	}
+}
+
+// TestTokensMatchWhateverTheirLength: tokens of different lengths each authenticate as
+// themselves, and nothing but the whole token does (the comparison is of digests).
+func TestTokensMatchWhateverTheirLength(t *testing.T) {
+	ts := startTestServerWith(t, "", func(c *ServerConfig) {
+		c.Tokens = []TokenConfig{{Name: "okta", Token: config.NewSecret(testToken)}, {Name: "entra", Token: config.NewSecret(longToken)}}
+	}, zap.NewNop())
+	for header, want := range map[string]int{
+		"Bearer " + testToken:                    200,
+		"Bearer " + longToken:                    200,
+		"bearer  " + longToken + " ":             200,
+		"Bearer " + testToken[:len(testToken)-1]: 401,
+		"Bearer " + testToken + "0":              401,
+		"Bearer " + strings.ToUpper(longToken):   401,
+		"Bearer " + longToken[:len(testToken)]:   401,
+		"Bearer ":                                401,
+		"Bearer " + testToken + " " + longToken:  401,
+		testToken:                                401,
+	} {
+		req, _ := http.NewRequest("GET", ts.base+"/Users?count=1", nil)
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q: status %d, want %d", header, resp.StatusCode, want)
+		}
 	}
 }
