@@ -151,6 +151,17 @@ func (c ServerConfig) Validate() config.Problems {
 	return ps
 }
 
+// InsecureWarning says what protection of the identity providers' tokens is off, for the
+// caller to log once; "" when none. Plain HTTP on an address other than loopback sends every
+// bearer token, user attribute and password an IdP provisions across the network in clear.
+func (c ServerConfig) InsecureWarning() string {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if c.TLSCertFile != "" || err != nil || config.LoopbackHost(host) {
+		return ""
+	}
+	return "the SCIM server serves plain HTTP on an address other than loopback: identity providers' bearer tokens, and the users and passwords they provision, cross the network in clear; set server.tls_cert_file and server.tls_key_file, or listen on 127.0.0.1 behind a TLS proxy"
+}
+
 // baseFromListen is the public base URL when base_url is unset: the scheme the server speaks
 // and the address it listens on, never the request's Host header (which the client chooses).
 // An unspecified host (0.0.0.0, ::) becomes the machine's host name.

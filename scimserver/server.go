@@ -169,6 +169,9 @@ func (s *Server) Start() error {
 				zap.String("assumed", s.base))
 		}
 	}
+	if w := s.cfg.InsecureWarning(); w != "" {
+		s.log.Warn(w, zap.String("listen", s.cfg.Listen))
+	}
 	s.httpSrv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes, ErrorLog: config.HTTPErrorLog(s.log, s.red)}
 	s.done = make(chan error, 1)

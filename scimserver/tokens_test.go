@@ -68,3 +68,39 @@ func TestTokensMatchWhateverTheirLength(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainHTTPOffLoopbackWarned: the server says when it would take tokens in clear from
+// the network.
+func TestPlainHTTPOffLoopbackWarned(t *testing.T) {
+	for _, tt := range []struct {
+		listen string
+		tls    bool
+		warn   bool
+	}{
+		{"0.0.0.0:8443", false, true},
+		{":8443", false, true},
+		{"[::]:8443", false, true},
+		{"192.0.2.10:8443", false, true},
+		{"scim.example.org:8443", false, true},
+		{"0.0.0.0:8443", true, false},
+		{"127.0.0.1:8443", false, false},
+		{"127.0.0.53:8443", false, false},
+		{"[::1]:8443", false, false},
+		{"localhost:8443", false, false},
+	} {
+		c := DefaultServerConfig()
+		c.Listen = tt.listen
+		if tt.tls {
+			c.TLSCertFile, c.TLSKeyFile = "cert.pem", "key.pem"
+		}
+		if got := c.InsecureWarning() != ""; got != tt.warn {
+			t.Errorf("%s (TLS %v): warned %v, want %v", tt.listen, tt.tls, got, tt.warn)
+		}
+	}
+	// the warning is logged when the server starts; a loopback listener gets none
+	core, logs := observer.New(zap.WarnLevel)
+	startTestServerWith(t, "", nil, zap.New(core))
+	if n := logs.FilterMessageSnippet("plain HTTP").Len(); n != 0 {
+		t.Fatalf("%d plain HTTP warnings for 127.0.0.1", n)
+	}
+}
