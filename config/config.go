@@ -102,7 +102,8 @@ func ReadFile(path string) (*File, error) {
 // validate and report those problems too.
 func (f *File) Decode(v any) error {
 	var ps Problems
-	if t := reflect.TypeOf(v); t != nil {
+	t := reflect.TypeOf(v)
+	if t != nil {
 		unknownKeys(f.root, t, "", &ps)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(f.data))
@@ -127,7 +128,9 @@ func (f *File) Decode(v any) error {
 			if path == "" {
 				path = "(file)"
 			}
-			ps = append(ps, Problem{Path: path, Line: line, Msg: reword(m[2])})
+			// the YAML library quotes the start of the value; where a secret belongs, the value
+			// given is likely that secret misplaced
+			ps = append(ps, Problem{Path: path, Line: line, Msg: reword(m[2], t == nil || holdsSecret(t, path))})
 		}
 	default:
 		return fmt.Errorf("config: %s: %w", f.Name, err)
@@ -142,13 +145,18 @@ func (f *File) Decode(v any) error {
 var (
 	lineMsg    = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
 	notFound   = regexp.MustCompile(`^field \S+ not found in type \S+`)
-	unmarshalX = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)$")
+	unmarshalX = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (.+)$")
+	quotedX    = regexp.MustCompile("`[^`]*`")
 )
 
-// reword turns the YAML library's Go-centric type errors into words an administrator reads.
-func reword(msg string) string {
+// reword turns the YAML library's Go-centric type errors into words an administrator reads;
+// secret leaves out the start of the value the library quotes.
+func reword(msg string, secret bool) string {
 	m := unmarshalX.FindStringSubmatch(msg)
 	if m == nil {
+		if secret {
+			return quotedX.ReplaceAllString(msg, "(value not shown)")
+		}
 		return msg
 	}
 	got := map[string]string{"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
@@ -156,7 +164,7 @@ func reword(msg string) string {
 	if got == "" {
 		got = m[1]
 	}
-	if m[2] != "" {
+	if m[2] != "" && !secret {
 		got += fmt.Sprintf(" %q", m[2])
 	}
 	want := m[3]
@@ -264,6 +272,58 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string, ps *Problems) {
 			unknownKeys(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), ps)
 		}
 	}
+}
+
+var secretType = reflect.TypeFor[Secret]()
+
+// holdsSecret reports whether the value at path ("server.tokens[0]", as paths() writes it) in
+// a document decoded into t is a Secret or holds one. A path t does not have counts as one.
+func holdsSecret(t reflect.Type, path string) bool {
+	if path == "(file)" {
+		return true
+	}
+	for _, part := range splitPath(path) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			ft, ok := yamlFields(t)[part]
+			if !ok {
+				return true
+			}
+			t = ft
+		case reflect.Slice, reflect.Array, reflect.Map:
+			t = t.Elem()
+		default:
+			return true
+		}
+	}
+	return containsSecret(t, map[reflect.Type]bool{})
+}
+
+func containsSecret(t reflect.Type, seen map[reflect.Type]bool) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == secretType {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Struct:
+		for _, ft := range yamlFields(t) {
+			if containsSecret(ft, seen) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array, reflect.Map:
+		return containsSecret(t.Elem(), seen)
+	}
+	return false
 }
 
 // yamlFields lists the keys a struct accepts, the way the YAML library names them.

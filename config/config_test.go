@@ -302,3 +302,48 @@ func FuzzExpandEnv(f *testing.F) {
 		}
 	})
 }
+
+// TestTypeErrorsDoNotQuoteMisplacedSecrets: a value of the wrong type is quoted (its start,
+// as the YAML library gives it) except where a secret belongs, where the value given is likely
+// that secret written in the wrong shape.
+func TestTypeErrorsDoNotQuoteMisplacedSecrets(t *testing.T) {
+	type token struct {
+		Name  string `yaml:"name"`
+		Token Secret `yaml:"token"`
+	}
+	type doc struct {
+		Tokens  []token `yaml:"tokens"`
+		Webhook struct {
+			URL Secret `yaml:"url"`
+		} `yaml:"webhook"`
+		Server struct {
+			Tokens []token `yaml:"tokens"`
+			Count  int     `yaml:"count"`
+		} `yaml:"server"`
+	}
+	src := "tokens:\n" +
+		"  - s3cr3tlistitem-0123456789\n" + // 2: the token written as a list item
+		"webhook: s3cr3twebhook-0123456789\n" + // 3: the URL written as the section
+		"server:\n" +
+		"  tokens: s3cr3tsection-0123456789\n" + // 5: the token written as the list
+		"  count: manymanymany\n" // 6: not a secret: quoted
+	f, err := Parse("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v doc
+	err = f.Decode(&v)
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 4 {
+		t.Fatalf("want 4 problems, got %v", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "s3cr3t") {
+		t.Fatalf("a start of a secret is quoted:\n%s", msg)
+	}
+	for _, want := range []string{"tokens (line 2)", "webhook (line 3)", "server.tokens (line 5)", `server.count (line 6): want a whole number, got text "manyman`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no %q in\n%s", want, msg)
+		}
+	}
+}
