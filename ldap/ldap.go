@@ -92,8 +92,15 @@ func (c Config) scheme() string {
 
 func (c Config) isFile() bool { return c.scheme() == "file" }
 
-// filePath is the path of a file:// URL.
-func (c Config) filePath() string { return c.URL[len("file://"):] }
+// filePath is the path of a file:// URL (scheme in any case). Another form of file: URL is
+// taken whole as the path, which then fails to open with its name in the error.
+func (c Config) filePath() string {
+	const prefix = "file://"
+	if len(c.URL) >= len(prefix) && strings.EqualFold(c.URL[:len(prefix)], prefix) {
+		return c.URL[len(prefix):]
+	}
+	return c.URL
+}
 
 // Validate reports every problem in the section.
 func (c Config) Validate() config.Problems {

@@ -58,3 +58,26 @@ func TestFileURLSchemeIsCaseInsensitive(t *testing.T) {
 		t.Fatalf("FILE:// read %v, %v", uids, err)
 	}
 }
+
+// TestShortFileURLIsAnErrorNotAPanic: a file: URL without the // (file:x, file:/x) is read as
+// the path it names or refused, never sliced past its end.
+func TestShortFileURLIsAnErrorNotAPanic(t *testing.T) {
+	for _, u := range []string{"file:x", "file:", "FILE:/x"} {
+		cfg := ldap.DefaultConfig()
+		cfg.URL, cfg.BaseDN = u, "ou=people,dc=example,dc=org"
+		c, err := ldap.New(cfg)
+		if err != nil {
+			continue // refused up front: as good
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%s: panic %v", u, p)
+				}
+			}()
+			if err := c.Users(context.Background(), []string{"uid"}, func(ldap.Entry) error { return nil }); err == nil {
+				t.Errorf("%s: read without error", u)
+			}
+		}()
+	}
+}
