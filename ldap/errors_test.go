@@ -78,3 +78,25 @@ func TestDroppedAndSilentServerArePartial(t *testing.T) {
 		t.Fatalf("stopped server: %v after %d entries", err, n)
 	}
 }
+
+// TestServerStoppedBetweenPagesIsPartial: a server that stops after sending a whole page ends
+// the read with ErrPartial. go-ldap starts no search on a connection it has seen close and
+// reports nothing, which read as a last, empty page: the read looked complete.
+func TestServerStoppedBetweenPagesIsPartial(t *testing.T) {
+	srv := slapdtest.Start(t, seedPeople(3000))
+	c := clientFor(t, srv, func(cfg *ldap.Config) { cfg.PageSize = 1000 })
+	q := c.UserQuery([]string{"uid"})
+	n := 0
+	err := c.Search(context.Background(), q, "", func(ldap.Entry) error {
+		if n++; n == 1000 {
+			// the whole first page and its end have arrived; the next page finds the
+			// connection closed (go-ldap notices the close within milliseconds)
+			srv.Stop()
+			time.Sleep(300 * time.Millisecond)
+		}
+		return nil
+	})
+	if !errors.Is(err, ldap.ErrPartial) || n != 1000 {
+		t.Fatalf("stopped between pages: %v after %d entries", err, n)
+	}
+}

@@ -140,6 +140,7 @@ func (s *session) each(ctx context.Context, conn *goldap.Conn, start func(contex
 	watchdog := time.AfterFunc(time.Hour, func() { silent.Store(true); _ = conn.Close() })
 	watchdog.Stop()
 	r := start(octx)
+	answers := 0
 	for {
 		if timeout > 0 {
 			watchdog.Reset(timeout)
@@ -149,6 +150,7 @@ func (s *session) each(ctx context.Context, conn *goldap.Conn, start func(contex
 		if !ok {
 			break
 		}
+		answers++
 		if err := fn(r); err != nil {
 			return err
 		}
@@ -159,7 +161,16 @@ func (s *session) each(ctx context.Context, conn *goldap.Conn, start func(contex
 	if silent.Load() {
 		return fmt.Errorf("%w: no answer from the server for %s (request_timeout)", ErrPartial, timeout)
 	}
-	return r.Err()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if answers == 0 && conn.IsClosing() {
+		// go-ldap does not send a search on a connection it has seen close, and reports no
+		// error: read as an empty last page, a server stopping between two pages made a
+		// partial read look complete
+		return fmt.Errorf("%w: the connection to the server closed before the request was sent", ErrPartial)
+	}
+	return nil
 }
 
 // failed wraps a search error naming the step. Limits and dropped connections mean entries are
