@@ -92,7 +92,6 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 	return m
 }
 
-// setLastResult marks result as the last run's.
 // countFallbacks counts the reads of a run whose stored cursor could not be used.
 func (m *metrics) countFallbacks(plan *sync.Plan) {
 	if plan.Read.CursorRefused() {
@@ -103,6 +102,7 @@ func (m *metrics) countFallbacks(plan *sync.Plan) {
 	}
 }
 
+// setLastResult marks result as the last run's.
 func (m *metrics) setLastResult(result string) {
 	for _, r := range runResults {
 		v := 0.0
