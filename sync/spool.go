@@ -155,15 +155,20 @@ func (s *spool) eachRaw(k segKey, fn func([]byte) error) error {
 }
 
 func decodeItems(r io.Reader, fn func(Item) error) error {
+	return decodeLines(r, "plan spool", fn)
+}
+
+// decodeLines reads r as JSON lines, one T each, and hands them to fn in order.
+func decodeLines[T any](r io.Reader, what string, fn func(T) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
-			var it Item
-			if derr := json.Unmarshal(line, &it); derr != nil {
-				return fmt.Errorf("sync: plan spool: %w", derr)
+			var v T
+			if derr := json.Unmarshal(line, &v); derr != nil {
+				return fmt.Errorf("sync: %s: %w", what, derr)
 			}
-			if ferr := fn(it); ferr != nil {
+			if ferr := fn(v); ferr != nil {
 				return ferr
 			}
 		}
@@ -171,7 +176,7 @@ func decodeItems(r io.Reader, fn func(Item) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("sync: plan spool: %w", err)
+			return fmt.Errorf("sync: %s: %w", what, err)
 		}
 	}
 }
@@ -226,25 +231,7 @@ func (s *desiredSpool) each(fn func(spooledDesired) error) error {
 		readers = append(readers, io.NewSectionReader(s.seg.file, 0, info.Size()))
 	}
 	readers = append(readers, bytes.NewReader(s.seg.buf.Bytes()))
-	br := bufio.NewReaderSize(io.MultiReader(readers...), 64<<10)
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			var v spooledDesired
-			if derr := json.Unmarshal(line, &v); derr != nil {
-				return fmt.Errorf("sync: desired spool: %w", derr)
-			}
-			if ferr := fn(v); ferr != nil {
-				return ferr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return decodeLines(io.MultiReader(readers...), "desired spool", fn)
 }
 
 func (s *desiredSpool) close() {
