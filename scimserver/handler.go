@@ -58,6 +58,28 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, http.StatusInternalServerError, "", "internal error; the server log has the details")
 }
 
+// holdCurrent takes the write slot of resource id and checks it exists and matches the
+// request's If-Match; when it does not, the answer is written and ok is false (nothing held).
+func (s *Server) holdCurrent(w http.ResponseWriter, r *http.Request, kind state.Kind, id string) (cur *record, release func(), ok bool) {
+	release, err := s.store.acquire(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, nil, false
+	}
+	cur = s.store.get(kind, id)
+	if cur == nil {
+		release()
+		notFound(w, s.types[kind].name+" "+strconv.Quote(id))
+		return nil, nil, false
+	}
+	if err := checkIfMatch(r, cur); err != nil {
+		release()
+		s.fail(w, r, err)
+		return nil, nil, false
+	}
+	return cur, release, true
+}
+
 func notFound(w http.ResponseWriter, what string) {
 	writeError(w, http.StatusNotFound, "", what+" not found")
 }
@@ -642,21 +664,11 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, kind state.Kind
 		s.fail(w, r, err)
 		return
 	}
-	release, err := s.store.acquire(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
+	cur, release, ok := s.holdCurrent(w, r, kind, id)
+	if !ok {
 		return
 	}
 	defer release()
-	cur := s.store.get(kind, id)
-	if cur == nil {
-		notFound(w, s.types[kind].name+" "+strconv.Quote(id))
-		return
-	}
-	if err := checkIfMatch(r, cur); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var next *record
 	var name string
 	if kind == state.KindUser {

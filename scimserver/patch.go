@@ -223,21 +223,11 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind state.Kind, 
 		s.fail(w, r, err)
 		return
 	}
-	release, err := s.store.acquire(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
+	cur, release, ok := s.holdCurrent(w, r, kind, id)
+	if !ok {
 		return
 	}
 	defer release()
-	cur := s.store.get(kind, id)
-	if cur == nil {
-		notFound(w, s.types[kind].name+" "+strconv.Quote(id))
-		return
-	}
-	if err := checkIfMatch(r, cur); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	next, name, err := s.applyPatch(r, kind, cur, pp)
 	if err != nil {
 		s.fail(w, r, err)
