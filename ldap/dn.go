@@ -33,7 +33,37 @@ func NormalizeDN(dn string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	for _, rdn := range d.RDNs {
+		for _, a := range rdn.Attributes {
+			if !validType(canonicalType(a.Type)) {
+				return "", fmt.Errorf("DN %q: attribute type %q is neither a name nor an OID (RFC 4512)", dn, a.Type)
+			}
+		}
+	}
 	return canonicalDN(d), nil
+}
+
+// validType reports whether t (canonical: lower case, trimmed) is an RFC 4512 descr (a letter,
+// then letters, digits and hyphens) or a numericoid. go-ldap accepts other types (an escaped
+// space, say), which would not survive normalising.
+func validType(t string) bool {
+	if t == "" {
+		return false
+	}
+	if t[0] >= 'a' && t[0] <= 'z' {
+		for i := 1; i < len(t); i++ {
+			if c := t[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+		return true
+	}
+	for _, part := range strings.Split(t, ".") {
+		if part == "" || strings.Trim(part, "0123456789") != "" || (len(part) > 1 && part[0] == '0') {
+			return false
+		}
+	}
+	return true
 }
 
 func canonicalDN(d *goldap.DN) string {
