@@ -10,6 +10,7 @@ import (
 	"github.com/scimsync/scimsync/scim"
 	"github.com/scimsync/scimsync/scimclient"
 	"github.com/scimsync/scimsync/scimclient/targettest"
+	"github.com/scimsync/scimsync/state"
 	scimsync "github.com/scimsync/scimsync/sync"
 )
 
@@ -364,4 +365,69 @@ func TestGroupsAdoptedHandsOffDepthAndPut(t *testing.T) {
 	if plan, _ := e.mustRun(o); plan.Pending() || tg.Writes() != 0 {
 		t.Fatalf("the run after wrote %d: %s", tg.Writes(), scimsync.SummaryLine(plan))
 	}
+}
+
+// TestInterruptedGroupCreateIsRecoveredNotRepeated: a run killed after its group POST reached
+// the target, before recording it, leaves an intent; the next run finds the group by
+// externalId, links it as created, adds its members, and never POSTs it again.
+func TestInterruptedGroupCreateIsRecoveredNotRepeated(t *testing.T) {
+	e := newEnvWithSeed(t, groupDirectory())
+	o := runOpts{groups: groupsCfg(scimsync.NestingFlatten), ldap: inPeople}
+	e.mustRun(o)
+	e.slapd.Add(t, slapdtest.GroupOfNames("late", slapdtest.PersonDN("user001"), slapdtest.PersonDN("user002")))
+	dry := o
+	dry.dryRun = true
+	plan, _, err := e.run(dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ext string
+	for _, it := range plan.Items() {
+		if it.Kind == scimsync.KindGroup && it.Name == "late" && it.Action == scimsync.ActionCreate {
+			ext = it.ExternalID
+		}
+	}
+	if ext == "" {
+		t.Fatalf("no create planned for the new group: %s", scimsync.SummaryLine(plan))
+	}
+	// the write that went out, and the intent the killed run left
+	if _, err := e.client.Create(context.Background(), scimclient.Groups, scim.Doc{"schemas": []any{scim.GroupSchema},
+		"displayName": "late", "externalId": ext}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(e.statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutIntents([]state.Intent{{Kind: state.LinkGroup, Action: "create", ExternalID: ext, Name: "late",
+		DN: slapdtest.GroupDN("late"), RunID: 7, At: e.clock}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	e.resetLog()
+	plan, res := e.mustRun(o)
+	if len(res.Failed) > 0 || countWrites(e.writeLog(), "POST") != 0 {
+		t.Fatalf("recovery: %s %+v %v", scimsync.SummaryLine(plan), res.Failed, e.writeLog())
+	}
+	got := e.targetGroups()
+	if strings.Join(got["late"], ",") != "user001,user002" {
+		t.Fatalf("late: %v", got["late"])
+	}
+	n := 0
+	_ = e.client.List(context.Background(), scimclient.Groups, func(r scimclient.Resource) error {
+		if r.Doc["displayName"] == "late" {
+			n++
+		}
+		return nil
+	})
+	if n != 1 {
+		t.Fatalf("%d groups named late on the target", n)
+	}
+	e.resetLog()
+	if plan, _ := e.mustRun(o); plan.Pending() || len(e.writeLog()) != 0 {
+		t.Fatalf("the run after wrote %v: %s", e.writeLog(), scimsync.SummaryLine(plan))
+	}
+	full := o
+	full.plan.Full = true
+	e.fullFindsNothing(full)
 }
