@@ -591,6 +591,12 @@ func (a *applier) adoptAfterConflict(ctx context.Context, it Item) outcome {
 	}
 	adopt := it
 	adopt.Action, adopt.TargetID, adopt.Adopt, adopt.Body = ActionUpdate, rec.ID(), true, nil
+	// the user found holds what someone else gave it: make it what the directory says before
+	// linking it, or state would record values the target does not hold
+	adopt, _, err = a.diffCurrent(ctx, adopt)
+	if err != nil {
+		return outcome{err: fmt.Errorf("create %q: 409, and the user found: %w", it.Name, err)}
+	}
 	o := a.update(ctx, adopt)
 	o.noop, o.adopted = false, o.err == nil
 	return o
@@ -659,6 +665,16 @@ func (a *applier) update(ctx context.Context, it Item) outcome {
 // replan reads the user again and plans its operations anew from what it holds now, with the
 // same wanted values; write is false when it already holds them.
 func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
+	again, write, err := a.diffCurrent(ctx, it)
+	if err == nil && write {
+		a.e.log.Info("planned again after the target refused a write", zap.String("user", it.Name), zap.Int("operations", len(again.Operations)))
+	}
+	return again, write, err
+}
+
+// diffCurrent reads the user it.TargetID and plans the operations (or PUT body) that make it
+// hold its wanted values; write is false when it already holds them.
+func (a *applier) diffCurrent(ctx context.Context, it Item) (Item, bool, error) {
 	r, err := a.e.target.Get(ctx, scimclient.Users, it.TargetID)
 	if err != nil {
 		return it, false, err
@@ -687,7 +703,6 @@ func (a *applier) replan(ctx context.Context, it Item) (Item, bool, error) {
 	} else {
 		it.Body = putBody(result)
 	}
-	a.e.log.Info("planned again after the target refused a write", zap.String("user", it.Name), zap.Int("operations", len(ops)))
 	return it, true, nil
 }
 
@@ -810,7 +825,7 @@ func (a *applier) advanceCursor(cu *cursorUpdate) error {
 		c.Data, c.UpdatedAt = data, now
 	}
 	if cu.full {
-		c.FullAt, c.Config = now, a.e.fingerprint
+		c.FullAt, c.Config = now, cu.config
 		if cu.listed >= 0 {
 			c.TargetUsers = cu.listed
 		}

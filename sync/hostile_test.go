@@ -361,7 +361,12 @@ func TestCreateAnswered409IsAdoptedNotCounted(t *testing.T) {
 	if n := len(tg.Users()); n != 3 {
 		t.Fatalf("%d users on the target, want 3", n)
 	}
-	converges(t, e, tg, runOpts{})
+	// the adopted user now holds what the directory says, not the bare user someone made
+	u := e.targetUsers()[slapdtest.UUID(1)]
+	if u == nil || u["displayName"] != "Given Sn1" || u["externalId"] != slapdtest.UUID(1) {
+		t.Fatalf("the adopted user was not updated: %v", u)
+	}
+	converges(t, e, tg, runOpts{plan: scimsync.PlanOptions{Full: true}})
 }
 
 // TestDeltaFindingUsersGoneStops is issue 14 case 2 in a delta run: the target lost 20 of the
