@@ -216,12 +216,14 @@ func (p *planner) run() error {
 		return fmt.Errorf("sync: %w: list users: %w", ErrTargetFailed, err)
 	}
 	p.readFull = res.Full
-	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: p.plan.Source}
-	if p.plan.Read.CursorRefused() {
+	p.plan.Read = ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, CursorRefused: res.CursorRefused,
+		Warning: res.Warning, Entries: p.plan.Source}
+	if res.CursorRefused {
 		p.e.log.Warn("the stored directory cursor could not be used: users read in full", zap.String("reason", res.Fallback))
 	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
-		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target}
+		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target,
+			config: p.e.fingerprint}
 	}
 	if res.Full && len(p.seen) == 0 && p.plan.Known > 0 {
 		return fmt.Errorf("sync: %w", ErrEmptySource)
@@ -471,8 +473,10 @@ func (p *planner) planUser(d Desired, entry *ldap.Entry) error {
 	if err != nil {
 		return err
 	}
-	if linked && matchedBy != "link" && link.Origin == state.OriginCreated {
-		p.missing++ // a user the sync created is not on the target (its listing, or a delta's lookup by id)
+	if linked && rec == nil && link.Origin == state.OriginCreated {
+		// a user the sync created is nowhere on the target (not by id, externalId or userName):
+		// it would be created again
+		p.missing++
 	}
 	it.MatchedBy = matchedBy
 	cms := rec != nil && rec.cms
