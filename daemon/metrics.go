@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 		ldapEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_ldap_entries_read_total",
 			Help: "Directory entries read."}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_ldap_delta_fallbacks_total",
-			Help: "Directory reads whose stored delta cursor could not be used (expired, refused, another server, configuration changed), so they read in full; by kind (users, groups)."}, []string{"kind"}),
+			Help: "Directory reads whose stored delta cursor could not be used (expired, refused by the server, issued by another server, made for another query), so they read in full; by kind (users, groups)."}, []string{"kind"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "scimsync_last_success_timestamp_seconds",
 			Help: "Unix time of the last sync that finished without error."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_sync_skipped_ticks_total",
@@ -94,10 +94,10 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 
 // countFallbacks counts the reads of a run whose stored cursor could not be used.
 func (m *metrics) countFallbacks(plan *sync.Plan) {
-	if plan.Read.CursorRefused() {
+	if plan.Read.CursorRefused {
 		m.fallbacks.WithLabelValues("users").Inc()
 	}
-	if plan.GroupRead != nil && plan.GroupRead.CursorRefused() {
+	if plan.GroupRead != nil && plan.GroupRead.CursorRefused {
 		m.fallbacks.WithLabelValues("groups").Inc()
 	}
 }

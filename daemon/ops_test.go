@@ -279,17 +279,18 @@ func ldapCfg(timeout time.Duration) ldap.Config {
 	return c
 }
 
-// TestDeltaFallbacksAreCounted: a read whose stored cursor was refused counts, per kind; a read
-// without a cursor (a first run, a full reconcile) does not.
+// TestDeltaFallbacksAreCounted: a read whose stored cursor was refused counts, per kind; a
+// read without one (a first run, a full reconcile, an AD read that goes on with uSNChanged
+// because DirSync is not permitted) does not.
 func TestDeltaFallbacksAreCounted(t *testing.T) {
 	m := newMetrics(prometheus.NewRegistry(), BuildInfo{})
 	m.countFallbacks(&sync.Plan{Read: sync.ReadInfo{Mechanism: "full", Fallback: ldap.FallbackNoCursor}})
-	m.countFallbacks(&sync.Plan{Read: sync.ReadInfo{Mechanism: "syncrepl"}})
+	m.countFallbacks(&sync.Plan{Read: sync.ReadInfo{Mechanism: "usn", Fallback: "DirSync not permitted: …; using uSNChanged"}})
 	if v := testutil.ToFloat64(m.fallbacks.WithLabelValues("users")); v != 0 {
 		t.Fatalf("reads without a refused cursor counted: %v", v)
 	}
-	m.countFallbacks(&sync.Plan{Read: sync.ReadInfo{Mechanism: "full", Fallback: "the server refused the cookie (e-syncRefreshRequired)"},
-		GroupRead: &sync.ReadInfo{Mechanism: "full", Fallback: "the cursor was issued by another server (dc2), this is dc1"}})
+	m.countFallbacks(&sync.Plan{Read: sync.ReadInfo{Mechanism: "full", Fallback: "the server refused the cookie", CursorRefused: true},
+		GroupRead: &sync.ReadInfo{Mechanism: "full", Fallback: "the cursor was issued by another server", CursorRefused: true}})
 	if u, g := testutil.ToFloat64(m.fallbacks.WithLabelValues("users")), testutil.ToFloat64(m.fallbacks.WithLabelValues("groups")); u != 1 || g != 1 {
 		t.Fatalf("fallbacks users %v groups %v, want 1 and 1", u, g)
 	}

@@ -284,7 +284,7 @@ func TestSambaDirSyncNotPermitted(t *testing.T) {
 	q := c.UserQuery(adAttrs)
 	d, cur := read(t, c, q, nil)
 	if !d.res.Full || cur == nil || cur.Mechanism != ldap.DeltaUSN || !strings.Contains(d.res.Fallback, "DirSync not permitted") ||
-		!strings.Contains(d.res.Fallback, "Replicating Directory Changes") {
+		!strings.Contains(d.res.Fallback, "Replicating Directory Changes") || d.res.CursorRefused {
 		t.Fatalf("first read as a plain account: %+v", d.res)
 	}
 	dc.Replace(t, "CN=Plain One,"+ou, "mail", "plain@example.test")

@@ -92,6 +92,10 @@ type ReadResult struct {
 	// Fallback is "" or why a delta was not possible (no cursor, a refused cookie, another
 	// server, a changed configuration, DirSync not permitted): log it and count it.
 	Fallback string
+	// CursorRefused says a stored cursor was given and could not be used (expired, refused by the
+	// server, issued by another server, made for another query): the read was in full. A read
+	// without a cursor, or one that went on with another delta mechanism, is not refused.
+	CursorRefused bool
 	// Warning is "" or something the administrator should know about this read's limits, e.g.
 	// that deletions are not visible to the bind account.
 	Warning string
@@ -141,6 +145,7 @@ func (c *Client) Read(ctx context.Context, q Query, cur *Cursor, fn func(Change)
 	if err != nil {
 		return ReadResult{}, unwrapCaller("read "+q.BaseDN, err)
 	}
+	res.CursorRefused = cur != nil && cur.Mechanism != "" && res.Full && res.Fallback != ""
 	return res, nil
 }
 

@@ -236,7 +236,8 @@ func TestSyncreplDeltas(t *testing.T) {
 	future.Cookie = []byte("rid=000,csn=20991231235959.000000Z#000000#000#000000")
 	d, next := read(t, c, q, &future)
 	d.expect(t, "refused cookie", true, "u1,u10,u3b,u5,u6,u7,u9")
-	if d.res.Mechanism != ldap.MechanismFull || !strings.Contains(d.res.Fallback, "refused the cookie") || next == nil || len(next.Cookie) == 0 {
+	if d.res.Mechanism != ldap.MechanismFull || !strings.Contains(d.res.Fallback, "refused the cookie") || !d.res.CursorRefused ||
+		next == nil || len(next.Cookie) == 0 {
 		t.Fatalf("refused cookie: %+v", d.res)
 	}
 	d, _ = read(t, c, q, next)

@@ -116,7 +116,7 @@ func TestFilterChangeAndRefusedCursorReadInFull(t *testing.T) {
 	narrow := runOpts{ldap: func(c *ldap.Config) { c.UserFilter = "(&(objectClass=inetOrgPerson)(!(uid=user007)))" }}
 	e.resetLog()
 	plan, _ := e.mustRun(narrow)
-	if !plan.Read.Full || !plan.Read.CursorRefused() || plan.Summary[scimsync.ActionDisable] != 1 || countWrites(e.writeLog(), "PATCH") != 1 {
+	if !plan.Read.Full || !plan.Read.CursorRefused || plan.Summary[scimsync.ActionDisable] != 1 || countWrites(e.writeLog(), "PATCH") != 1 {
 		t.Fatalf("filter change: %+v %s %v", plan.Read, scimsync.SummaryLine(plan), e.writeLog())
 	}
 	e.fullFindsNothing(narrow)
@@ -139,7 +139,7 @@ func TestFilterChangeAndRefusedCursorReadInFull(t *testing.T) {
 	_ = st.Close()
 	e.resetLog()
 	plan, _ = e.mustRun(narrow)
-	if !plan.Read.Full || !plan.Read.CursorRefused() || len(e.writeLog()) != 0 {
+	if !plan.Read.Full || !plan.Read.CursorRefused || len(e.writeLog()) != 0 {
 		t.Fatalf("refused cookie: %+v %s %v", plan.Read, scimsync.SummaryLine(plan), e.writeLog())
 	}
 	plan, _ = e.mustRun(narrow)

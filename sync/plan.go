@@ -141,14 +141,11 @@ type ReadInfo struct {
 	Mechanism string `json:"mechanism"`          // full, syncrepl, dirsync, usn, timestamp, ldif, user
 	Full      bool   `json:"full"`               // every entry in scope was seen
 	Fallback  string `json:"fallback,omitempty"` // why a delta was not possible
-	Warning   string `json:"warning,omitempty"`
-	Entries   int    `json:"entries"` // changes read
-}
-
-// CursorRefused says the read had a delta cursor and could not use it (expired, refused by the
-// server, issued by another server, configuration changed): it read in full instead.
-func (r ReadInfo) CursorRefused() bool {
-	return r.Fallback != "" && r.Fallback != ldap.FallbackNoCursor
+	// CursorRefused: a stored cursor could not be used and the directory was read in full
+	// (ldap.ReadResult.CursorRefused); counted by the daemon.
+	CursorRefused bool   `json:"cursor_refused,omitempty"`
+	Warning       string `json:"warning,omitempty"`
+	Entries       int    `json:"entries"` // changes read
 }
 
 // Plan is the value the dry run prints and apply executes. Its items live in a spool (in
@@ -189,7 +186,8 @@ type cursorUpdate struct {
 	cursor ldap.Cursor
 	full   bool // the read was full: record the time of the last full reconcile
 	prior  state.Cursor
-	listed int // users the target listed (a full reconcile), -1 when not listed
+	listed int    // users the target listed (a full reconcile), -1 when not listed
+	config string // what a full read records as the configuration it was made with
 }
 
 func newPlan(mode string) *Plan {
