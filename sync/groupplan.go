@@ -46,12 +46,13 @@ type groupPlanner struct {
 	lookedUp   map[string]*groupEntry // dnKey -> a group looked up by DN (nil: not a group)
 	changed    []*groupEntry          // groups to plan
 	deletes    []ldap.Entry
-	full       bool              // every group in scope was read
-	target     *groupTargets     // the target's groups, when reconciling
-	userDN     map[string]string // dnKey -> user external id, looked up this run
-	userUID    map[string]string // lower(uid) -> user external id, looked up this run
-	seenGroups map[string]bool   // external ids of the groups planned
-	nesting    string            // groups.nesting, or flatten when the target takes no groups as members
+	full       bool                  // every group in scope was read
+	target     *groupTargets         // the target's groups, when reconciling
+	userDN     map[string]string     // dnKey -> user external id, looked up this run
+	userUID    map[string]string     // lower(uid) -> user external id, looked up this run
+	seenGroups map[string]bool       // external ids of the groups planned
+	nesting    string                // groups.nesting, or flatten when the target takes no groups as members
+	recovered  map[string]state.Link // links of group creates recovered from intents, by external id
 }
 
 // planGroups is the groups' phases: read, resolve members, nest, match, diff, gone, limits.
@@ -79,8 +80,12 @@ func (p *planner) planGroups() error {
 	if err != nil {
 		return err
 	}
+	// the nesting in effect (preserve can turn into flatten with the target's schema) decides
+	// what was sent: when it changes, the groups are read in full and planned again
+	gconf := p.e.fingerprint + "|nesting=" + gp.nesting
+	gfull := p.reconcile || (hasCursor && cur.Config != gconf)
 	var ldapCur *ldap.Cursor
-	if !p.reconcile && hasCursor && len(cur.Data) > 0 {
+	if !gfull && hasCursor && len(cur.Data) > 0 {
 		if c, err := ldap.DecodeCursor(cur.Data); err == nil {
 			ldapCur = &c
 		}
@@ -115,12 +120,13 @@ func (p *planner) planGroups() error {
 		return unwrapRead(fmt.Errorf("sync: %w: groups: %w", ErrSourceFailed, err))
 	}
 	gp.full = res.Full
-	p.plan.GroupRead = &ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, Warning: res.Warning, Entries: len(gp.changed)}
-	if p.plan.GroupRead.CursorRefused() {
+	p.plan.GroupRead = &ReadInfo{Mechanism: res.Mechanism, Full: res.Full, Fallback: res.Fallback, CursorRefused: res.CursorRefused,
+		Warning: res.Warning, Entries: len(gp.changed)}
+	if res.CursorRefused {
 		p.e.log.Warn("the stored directory cursor could not be used: groups read in full", zap.String("reason", res.Fallback))
 	}
-	if res.Cursor.Mechanism != "" || p.reconcile {
-		p.plan.groupCursor = &cursorUpdate{kind: state.LinkGroup, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: -1}
+	if res.Cursor.Mechanism != "" || gfull {
+		p.plan.groupCursor = &cursorUpdate{kind: state.LinkGroup, cursor: res.Cursor, full: gfull, prior: cur, listed: -1, config: gconf}
 	}
 	if err := gp.incomplete(); err != nil {
 		return err
@@ -166,6 +172,12 @@ func (gp *groupPlanner) recoverIntents() error {
 						Origin: state.OriginCreated, CreatedAt: in.At, UpdatedAt: now}
 					it.Link, it.TargetID = &l, t.id
 					it.Reason = fmt.Sprintf("created by run %d, which stopped before recording it: linked", in.RunID)
+					// the refresh item is applied before the groups: the group's own item (its
+					// members) then updates a group the sync created, not one it adopts
+					if gp.recovered == nil {
+						gp.recovered = map[string]state.Link{}
+					}
+					gp.recovered[in.ExternalID] = l
 					break
 				}
 			}
@@ -492,6 +504,9 @@ func (gp *groupPlanner) planGroup(ge *groupEntry) error {
 		return gp.plan.add(it)
 	}
 	it.Adopt = !linked || link.TargetID != tg.id
+	if l, ok := gp.recovered[ge.ext]; ok && l.TargetID == tg.id {
+		it.Adopt = false // this run's refresh item links it as created, before this item applies
+	}
 	// what the target holds: its members when it was listed, else what was last applied
 	have := map[string]bool{}
 	if tg.members != nil {

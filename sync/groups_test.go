@@ -294,6 +294,17 @@ func TestPreserveFlattensForATargetWithoutNestedGroups(t *testing.T) {
 	if plan, _ := e.mustRun(o); plan.Pending() || tg.Writes() != 0 {
 		t.Fatalf("the run after wrote %d: %s", tg.Writes(), scimsync.SummaryLine(plan))
 	}
+	// the target learns nested groups: the nesting in effect changes, so the next run (a delta
+	// for users) reads the groups in full and sends them preserved
+	tg.Set(func(b *targettest.Behaviour) { b.UsersOnlyInGroups = false })
+	plan, res = e.mustRun(o)
+	if len(res.Failed) > 0 || plan.GroupRead == nil || !plan.GroupRead.Full || plan.Mode != "delta" {
+		t.Fatalf("after the schema change: %s %+v %+v", scimsync.SummaryLine(plan), plan.GroupRead, res.Failed)
+	}
+	e.mustRun(o) // nested groups created earlier are members by now; a group made this run joins next run
+	if got := e.targetGroups(); strings.Join(got["chain-a"], ",") != "@chain-b" || strings.Join(got["outer"], ",") != "@inner,user009" {
+		t.Fatalf("not preserved after the schema change: chain-a %v outer %v", got["chain-a"], got["outer"])
+	}
 }
 
 // TestGroupsAdoptedHandsOffDepthAndPut covers what the other group tests do not: a group that
@@ -408,6 +419,31 @@ func TestInterruptedGroupCreateIsRecoveredNotRepeated(t *testing.T) {
 	plan, res := e.mustRun(o)
 	if len(res.Failed) > 0 || countWrites(e.writeLog(), "POST") != 0 {
 		t.Fatalf("recovery: %s %+v %v", scimsync.SummaryLine(plan), res.Failed, e.writeLog())
+	}
+	// the intent did the work: a refresh links the group as created, its members come as an
+	// update of a group the sync created, never an adoption
+	var recovered bool
+	for _, it := range plan.Items() {
+		if it.Kind != scimsync.KindGroup || it.ExternalID != ext {
+			continue
+		}
+		recovered = recovered || (it.Action == scimsync.ActionRefresh && strings.Contains(it.Reason, "created by run 7"))
+		if it.Adopt {
+			t.Fatalf("the recovered group is adopted: %+v", it)
+		}
+	}
+	if !recovered {
+		t.Fatalf("no recovery in the plan: %+v", plan.Items())
+	}
+	st, err = state.Open(e.statePath, state.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var link state.Link
+	_ = st.View(func(v *state.View) error { link, _, err = v.Link(state.LinkGroup, ext); return err })
+	_ = st.Close()
+	if link.Origin != state.OriginCreated || link.TargetID == "" {
+		t.Fatalf("the group's link: %+v", link)
 	}
 	got := e.targetGroups()
 	if strings.Join(got["late"], ",") != "user001,user002" {
