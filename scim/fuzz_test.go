@@ -29,7 +29,12 @@ func testIndex() Index {
 func FuzzFilter(f *testing.F) {
 	for _, s := range []string{`userName eq "a"`, `emails[type eq "work"].value ew "x"`, `emails.value co "@"`,
 		`not (active eq true) or title gt 2`, `meta.lastModified ge "2001-01-01T00:00:00Z"`, `name pr`,
-		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "m"`, `members[value eq "u1"]`} {
+		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "m"`, `members[value eq "u1"]`,
+		// deep nesting and huge inputs: the parser must refuse or evaluate them, never blow up
+		strings.Repeat("(", 2000) + `userName pr` + strings.Repeat(")", 2000),
+		strings.Repeat("not (", 1000) + `active eq true` + strings.Repeat(")", 1000),
+		strings.TrimSuffix(strings.Repeat(`userName eq "a" or `, 5000), " or "),
+		`userName eq "` + strings.Repeat("x", 1<<20) + `"`} {
 		f.Add(s)
 	}
 	m := Matcher{Index: testIndex()}

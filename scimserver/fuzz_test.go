@@ -209,6 +209,13 @@ func FuzzServerHTTP(f *testing.F) {
 		{"PUT", "/scim/v2/Users/u-alice", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"alice"}`},
 		{"DELETE", "/scim/v2/Users/nope", ""},
 		{"GET", "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User", ""},
+		// deep nesting and huge inputs, refused by the limits before any parser sees them
+		{"GET", "/scim/v2/Users?filter=" + strings.Repeat("(", 20000) + "userName%20pr" + strings.Repeat(")", 20000), ""},
+		{"GET", "/scim/v2/Users?filter=" + strings.Repeat("userName%20eq%20%22a%22%20or%20", 3000) + "active%20eq%20true", ""},
+		{"POST", "/scim/v2/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"d","x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`},
+		{"POST", "/scim/v2/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"` + strings.Repeat("n", 2<<20) + `"}`},
+		{"PATCH", "/scim/v2/Groups/g-eng", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` +
+			strings.TrimSuffix(strings.Repeat(`{"op":"add","path":"members","value":[{"value":"u-alice"}]},`, 2000), ",") + `]}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.body, true)
