@@ -466,6 +466,9 @@ func (d *Daemon) recordOutcome(started time.Time, opts SyncOptions, out *Outcome
 		for a, n := range res.Done {
 			d.m.users.WithLabelValues(string(a)).Add(float64(n))
 		}
+		if res.Adopted > 0 {
+			d.m.users.WithLabelValues("adopt").Add(float64(res.Adopted))
+		}
 		d.logChanges(plan, res)
 	}
 	if result == "ok" {

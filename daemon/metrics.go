@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, build BuildInfo) *metrics {
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scimsync_sync_duration_seconds",
 			Help: "Wall time of sync runs.", Buckets: durationBuckets}),
 		users: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_sync_users_total",
-			Help: "Users changed on the target, by action."}, []string{"action"}),
+			Help: "Users changed on the target, by action (create, update, disable, delete; adopt: a create answered 409 whose user was adopted)."}, []string{"action"}),
 		unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "scimsync_sync_users_unchanged_total",
 			Help: "Users found already in step, summed over runs."}),
 		scimReqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_scim_client_requests_total",

@@ -391,6 +391,9 @@ func userResult(res *sync.Result, err error) string {
 			done = append(done, string(a))
 		}
 	}
+	if res.Adopted > 0 {
+		done = append(done, "adopt (the target already held the user)")
+	}
 	if len(done) == 0 {
 		return "nothing to do"
 	}
