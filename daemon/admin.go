@@ -526,8 +526,9 @@ func (d *Daemon) syncNow(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) setOverride(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		User string `json:"user"`
-		Mode string `json:"mode"` // CMS, DEFAULT, or "" to clear
+		User  string `json:"user"`
+		Group bool   `json:"group"` // User names a group (its displayName)
+		Mode  string `json:"mode"`  // CMS, DEFAULT, or "" to clear
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.User == "" {
 		writeError(w, http.StatusBadRequest, `want {"user": "...", "mode": "CMS|DEFAULT|"}`)
@@ -535,14 +536,21 @@ func (d *Daemon) setOverride(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	mode := state.Mode("")
-	if req.Mode == "" {
+	switch {
+	case req.Mode == "" && req.Group:
+		err = d.store.ClearGroupOverride(req.User)
+	case req.Mode == "":
 		err = d.store.ClearOverride(req.User)
-	} else if mode, err = state.ParseMode(req.Mode); err == nil {
-		err = d.store.SetOverride(req.User, mode, time.Now())
+	default:
+		if mode, err = state.ParseMode(req.Mode); err == nil && req.Group {
+			err = d.store.SetGroupOverride(req.User, mode, time.Now())
+		} else if err == nil {
+			err = d.store.SetOverride(req.User, mode, time.Now())
+		}
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"format_version": APIFormatVersion, "user": req.User, "mode": string(mode)})
+	writeJSON(w, http.StatusOK, map[string]any{"format_version": APIFormatVersion, "user": req.User, "group": req.Group, "mode": string(mode)})
 }

@@ -211,3 +211,36 @@ func TestShortAdminTokenWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminSetsGroupOverrides: POST /overrides with "group": true records a group's override
+// (what `scimsync override --group` sends while the daemon holds the state), apart from a user's
+// of the same name, and clears it.
+func TestAdminSetsGroupOverrides(t *testing.T) {
+	d := adminDaemon(t, "127.0.0.1:9464", testAdminToken)
+	h := d.adminHandler()
+	post := func(body string) adminAnswer {
+		r := httptest.NewRequest("POST", "/overrides", strings.NewReader(body))
+		r.Host = "127.0.0.1:9464"
+		r.Header.Set("Authorization", "Bearer "+testAdminToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return adminAnswer{rec.Code, rec.Body.String()}
+	}
+	if a := post(`{"user":"alice","group":true,"mode":"DEFAULT"}`); a.code != http.StatusOK || !strings.Contains(a.body, `"group": true`) {
+		t.Fatalf("set: %d %s", a.code, a.body)
+	}
+	ovs, err := d.store.Overrides()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, u := ovs[state.GroupOverrideKey("alice")], ovs["alice"]; !g.Group || g.Mode != state.ModeDefault || u.Group || u.Mode != state.ModeCMS {
+		t.Fatalf("overrides: %+v", ovs)
+	}
+	if a := post(`{"user":"alice","group":true,"mode":""}`); a.code != http.StatusOK {
+		t.Fatalf("clear: %d %s", a.code, a.body)
+	}
+	ovs, _ = d.store.Overrides()
+	if _, ok := ovs[state.GroupOverrideKey("alice")]; ok || ovs["alice"].Mode != state.ModeCMS {
+		t.Fatalf("after clearing the group's: %+v", ovs)
+	}
+}

@@ -90,9 +90,37 @@ func ParseMode(s string) (Mode, error) {
 
 // Override is an administrator's managementMode decision for one userName.
 type Override struct {
-	UserName string    `json:"userName"`
+	UserName string    `json:"userName"` // the user's userName, or the group's displayName
 	Mode     Mode      `json:"mode"`
 	SetAt    time.Time `json:"setAt"`
+	Group    bool      `json:"group,omitempty"` // an override of a group, not a user
+}
+
+// GroupOverrideKey is the key of group name's override in the map Overrides returns. It cannot
+// collide with a user's (lower-cased userName) key: a userName holds no control characters.
+func GroupOverrideKey(name string) string { return "\x00group\x00" + strings.ToLower(name) }
+
+// SetGroupOverride records an administrator's managementMode for the group with displayName name.
+func (s *Store) SetGroupOverride(name string, mode Mode, at time.Time) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketOverrides), []byte(GroupOverrideKey(name)),
+			Override{UserName: name, Mode: mode, SetAt: at.UTC(), Group: true})
+	})
+	if err != nil {
+		return fmt.Errorf("state: set group override %q: %w", name, err)
+	}
+	return nil
+}
+
+// ClearGroupOverride removes the group's override; clearing a missing one is not an error.
+func (s *Store) ClearGroupOverride(name string) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOverrides).Delete([]byte(GroupOverrideKey(name)))
+	})
+	if err != nil {
+		return fmt.Errorf("state: clear group override %q: %w", name, err)
+	}
+	return nil
 }
 
 // View answers lookups from one consistent snapshot of the state file.
@@ -243,7 +271,7 @@ func (s *Store) ClearOverride(userName string) error {
 	return nil
 }
 
-// Overrides returns every override keyed by lower-cased userName.
+// Overrides returns every override keyed by lower-cased userName (a group's by GroupOverrideKey).
 func (s *Store) Overrides() (map[string]Override, error) {
 	out := map[string]Override{}
 	err := s.view(func(tx *bolt.Tx) error {

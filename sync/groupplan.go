@@ -82,7 +82,7 @@ func (p *planner) planGroups() error {
 	}
 	// the nesting in effect (preserve can turn into flatten with the target's schema) decides
 	// what was sent: when it changes, the groups are read in full and planned again
-	gconf := p.e.fingerprint + "|nesting=" + gp.nesting
+	gconf := p.fp + "|nesting=" + gp.nesting
 	gfull := p.reconcile || (hasCursor && cur.Config != gconf)
 	var ldapCur *ldap.Cursor
 	if !gfull && hasCursor && len(cur.Data) > 0 {
@@ -460,11 +460,20 @@ func (gp *groupPlanner) members(ge *groupEntry) (map[string]Member, []string, in
 	return want, nested, outside, err
 }
 
+// handsOff says whether a group is hands-off: the administrator's override (scimsync override
+// --group) first, as for users, then the groups.overrides rules.
+func (gp *groupPlanner) handsOff(name, dn string, entry *ldap.Entry) (bool, string) {
+	if o, ok := gp.overrides[state.GroupOverrideKey(name)]; ok {
+		return o.Mode == state.ModeCMS, fmt.Sprintf("managementMode %s set by `scimsync override --group`", o.Mode)
+	}
+	return gp.g.handsOff(name, dn, entry)
+}
+
 // planGroup plans one group: match, hands-off, name and member changes.
 func (gp *groupPlanner) planGroup(ge *groupEntry) error {
 	gp.seenGroups[ge.ext] = true
 	it := Item{Kind: KindGroup, Name: ge.name, ExternalID: ge.ext, DN: ge.dn, UUID: ge.uuid}
-	if off, why := gp.g.handsOff(ge.name, ge.dn, &ldap.Entry{DN: ge.dn, ID: ge.ext, Attrs: ge.attrs}); off {
+	if off, why := gp.handsOff(ge.name, ge.dn, &ldap.Entry{DN: ge.dn, ID: ge.ext, Attrs: ge.attrs}); off {
 		it.Action, it.Reason = ActionSkip, why
 		return gp.plan.add(it)
 	}
@@ -648,7 +657,7 @@ func (gp *groupPlanner) gone() error {
 		case gp.g.cfg.Deprovision == DeprovisionNone:
 			it.Action, it.Reason = ActionSkip, "gone from the directory; groups.deprovision is none"
 		default:
-			if off, why := gp.g.handsOff(l.UserName, l.DN, nil); off {
+			if off, why := gp.handsOff(l.UserName, l.DN, nil); off {
 				it.Action, it.Reason = ActionSkip, why+"; not deleted"
 			} else {
 				it.Action, it.Reason = ActionDelete, "gone from the directory"

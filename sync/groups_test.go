@@ -467,3 +467,66 @@ func TestInterruptedGroupCreateIsRecoveredNotRepeated(t *testing.T) {
 	full.plan.Full = true
 	e.fullFindsNothing(full)
 }
+
+// TestGroupOverridesFromTheAdministrator: `scimsync override --group` makes a group hands-off
+// (CMS) or owned (DEFAULT, even against a groups.overrides rule), before the rules, as for
+// users; a user's override of the same name does not touch the group.
+func TestGroupOverridesFromTheAdministrator(t *testing.T) {
+	e := newEnvWithSeed(t, groupDirectory())
+	st, err := state.Open(e.statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		st.SetGroupOverride("Staff", state.ModeCMS, e.clock),
+		st.SetGroupOverride("posix", state.ModeDefault, e.clock),
+		st.SetOverride("chain-a", state.ModeCMS, e.clock), // a user override, not the group's
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = st.Close()
+	g := groupsCfg(scimsync.NestingFlatten)
+	g.Overrides = []scimsync.OverrideRule{{UserName: "posix", Mode: scim.ModeCMS}}
+	o := runOpts{groups: g, ldap: inPeople}
+	plan, res := e.mustRun(o)
+	if len(res.Failed) > 0 {
+		t.Fatalf("%+v", res.Failed)
+	}
+	byName := map[string]scimsync.Item{}
+	for _, it := range plan.Items() {
+		if it.Kind == scimsync.KindGroup {
+			byName[it.Name] = it
+		}
+	}
+	if it := byName["staff"]; it.Action != scimsync.ActionSkip || !strings.Contains(it.Reason, "scimsync override --group") {
+		t.Fatalf("staff: %+v", it)
+	}
+	if byName["posix"].Action != scimsync.ActionCreate || byName["chain-a"].Action != scimsync.ActionCreate {
+		t.Fatalf("posix %+v chain-a %+v", byName["posix"], byName["chain-a"])
+	}
+	got := e.targetGroups()
+	if _, ok := got["staff"]; ok {
+		t.Fatalf("the hands-off group was created: %v", got["staff"])
+	}
+	if plan, _ := e.mustRun(o); plan.Mode != "delta" || plan.Pending() {
+		t.Fatalf("the run after: %s", scimsync.SummaryLine(plan))
+	}
+	// cleared: the group is in no delta, but an override change makes the next run a full
+	// reconcile, which creates it
+	st, err = state.Open(e.statePath, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ClearGroupOverride("staff"); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+	if plan, _ := e.mustRun(o); plan.Mode != "full" {
+		t.Fatalf("the run after the override was cleared: %s", scimsync.SummaryLine(plan))
+	}
+	if got := e.targetGroups(); len(got["staff"]) != 5 {
+		t.Fatalf("staff after the override is cleared: %v", got["staff"])
+	}
+}

@@ -2,6 +2,8 @@ package sync
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +39,10 @@ type planner struct {
 	opts      PlanOptions
 	pay       payload
 	overrides map[string]state.Override
+	// fp is the engine's configuration fingerprint with the administrator's overrides: an
+	// override set or cleared changes what is planned for users no delta would bring, so it
+	// makes the next run a full reconcile
+	fp        string
 	target    targetLookup
 	reconcile bool // the target was listed: compare with it, repair drift
 
@@ -97,6 +103,19 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	return plan, nil
 }
 
+// withOverrides adds a digest of the administrator's overrides to fingerprint fp (nothing when
+// there are none, so a state file without overrides keeps its fingerprint).
+func withOverrides(fp string, overrides map[string]state.Override) string {
+	if len(overrides) == 0 {
+		return fp
+	}
+	h := sha256.New()
+	for _, k := range sortedKeys(overrides) {
+		fmt.Fprintf(h, "%q=%s\n", k, overrides[k].Mode)
+	}
+	return fp + "|overrides=" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
 func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions) (*planner, error) {
 	overrides, err := e.store.Overrides()
 	if err != nil {
@@ -110,6 +129,7 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	p := &planner{e: e, ctx: ctx, v: v, opts: opts, pay: pay, overrides: overrides,
 		overlay: map[string]*state.Link{}, claims: newClaims(e.mapping), seen: map[idKey]string{}, relinked: map[string]bool{}}
 	p.claims.dnOf = func(ext string) string { return p.seen[keyOf(ext)] }
+	p.fp = withOverrides(e.fingerprint, overrides)
 	p.plan = newPlan("delta")
 	p.plan.Warnings = warnings
 	p.plan.caps, p.plan.payload = caps, pay
@@ -159,10 +179,10 @@ func (p *planner) run() error {
 		}
 	}
 	due := p.e.cfg.FullReconcile.D() == 0 || cur.FullAt.IsZero() || p.e.now().Sub(cur.FullAt) >= p.e.cfg.FullReconcile.D()
-	changed := cur.Config != p.e.fingerprint
+	changed := cur.Config != p.fp
 	p.reconcile = p.opts.Full || due || changed || ldapCur == nil || p.plan.Known == 0
 	if changed && hasCursor {
-		p.plan.Notices = append(p.plan.Notices, "the configuration changed since the last full reconcile (mapping, override rules, deprovisioning or target): reading both sides in full")
+		p.plan.Notices = append(p.plan.Notices, "the configuration changed since the last full reconcile (mapping, override rules or an administrator's override, deprovisioning or target): reading both sides in full")
 	}
 	if p.reconcile {
 		p.plan.Mode = "full"
@@ -223,7 +243,7 @@ func (p *planner) run() error {
 	}
 	if res.Cursor.Mechanism != "" || p.reconcile {
 		p.plan.cursor = &cursorUpdate{kind: state.LinkUser, cursor: res.Cursor, full: p.reconcile, prior: cur, listed: p.plan.Target,
-			config: p.e.fingerprint}
+			config: p.fp}
 	}
 	if res.Full && len(p.seen) == 0 && p.plan.Known > 0 {
 		return fmt.Errorf("sync: %w", ErrEmptySource)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,6 +108,21 @@ func TestFlagsAfterArgumentsAreHonoured(t *testing.T) {
 	// and flags between arguments
 	if out, errOut, code = runCLIEnv(t, env, "override", "set", "-c", site, "bob", "DEFAULT"); code != 0 || !strings.Contains(out, "bob is now DEFAULT") {
 		t.Fatalf("flag between arguments: %d %s %s", code, out, errOut)
+	}
+	// a group's override, apart from a user's of the same name
+	if out, errOut, code = runCLIEnv(t, env, "override", "set", "alice", "DEFAULT", "--group", "-c", site); code != 0 || !strings.Contains(out, "group alice is now DEFAULT") {
+		t.Fatalf("override set --group: %d %s %s", code, out, errOut)
+	}
+	out, _, _ = runCLIEnv(t, env, "override", "list", "-c", site)
+	if !strings.Contains(out, "KIND") || !regexp.MustCompile(`(?m)^group +alice +DEFAULT`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^user +alice +CMS`).MatchString(out) {
+		t.Fatalf("override list does not tell the group's from the user's:\n%s", out)
+	}
+	if out, errOut, code = runCLIEnv(t, env, "override", "clear", "--group", "alice", "-c", site); code != 0 || !strings.Contains(out, "override for group alice cleared") {
+		t.Fatalf("override clear --group: %d %s %s", code, out, errOut)
+	}
+	if out, _, _ = runCLIEnv(t, env, "override", "list", "-c", site); strings.Contains(out, "group ") || !strings.Contains(out, "alice") {
+		t.Fatalf("after clearing the group's override:\n%s", out)
 	}
 }
 

@@ -15,18 +15,22 @@ import (
 
 const overrideLong = `An administrator's override of a user's managementMode: CMS makes the user hands-off (never
 created, changed, disabled or deleted; shown as skip), DEFAULT makes the sync own it even when a
-config rule or the target says CMS. The override is recorded in the state file (or, while the
-daemon runs, by the daemon) and honoured from the next sync on.`
+config rule or the target says CMS. With --group it is a group's, named by its displayName (CMS:
+never created, given members or deleted; DEFAULT: owned even when groups.overrides says CMS).
+The override is recorded in the state file (or, while the daemon runs, by the daemon) and
+honoured from the next sync on.`
 
 const overrideExample = `  scimsync override set alice CMS
   scimsync override set alice CMS --config /etc/scimsync/site.yaml
   scimsync override clear alice
+  scimsync override set --group "Domain Admins" CMS
   scimsync override list -o json`
 
 // overrideResult is the JSON of `override set` and `override clear`.
 type overrideResult struct {
 	FormatVersion int    `json:"format_version"`
-	User          string `json:"user"`
+	User          string `json:"user"` // the user's name, or the group's with Group
+	Group         bool   `json:"group,omitempty"`
 	Mode          string `json:"mode"` // "" when cleared
 	ViaDaemon     bool   `json:"via_daemon"`
 }
@@ -39,10 +43,11 @@ func (a *app) overrideCmd() *cobra.Command {
 		Example: overrideExample,
 		Args:    cobra.NoArgs,
 	}
-	cmd.AddCommand(&cobra.Command{
+	var group bool
+	set := &cobra.Command{
 		Use:     "set USER CMS|DEFAULT",
-		Short:   "Make USER hands-off (CMS) or owned by the sync (DEFAULT)",
-		Example: "  scimsync override set alice CMS",
+		Short:   "Make USER (or, with --group, a group) hands-off (CMS) or owned by the sync (DEFAULT)",
+		Example: "  scimsync override set alice CMS\n  scimsync override set --group staff CMS",
 		Args:    cobra.ExactArgs(2),
 		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			if len(args) == 1 {
@@ -55,15 +60,20 @@ func (a *app) overrideCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.setOverride(cmd.Context(), args[0], mode)
+			return a.setOverride(cmd.Context(), args[0], group, mode)
 		},
-	}, &cobra.Command{
+	}
+	clear := &cobra.Command{
 		Use:     "clear USER",
-		Short:   "Remove USER's override; config rules and the target decide again",
-		Example: "  scimsync override clear alice",
+		Short:   "Remove USER's (or, with --group, a group's) override; config rules and the target decide again",
+		Example: "  scimsync override clear alice\n  scimsync override clear --group staff",
 		Args:    cobra.ExactArgs(1),
-		RunE:    func(cmd *cobra.Command, args []string) error { return a.setOverride(cmd.Context(), args[0], "") },
-	}, &cobra.Command{
+		RunE:    func(cmd *cobra.Command, args []string) error { return a.setOverride(cmd.Context(), args[0], group, "") },
+	}
+	for _, c := range []*cobra.Command{set, clear} {
+		c.Flags().BoolVar(&group, "group", false, "the name is a group's displayName, not a userName")
+	}
+	cmd.AddCommand(set, clear, &cobra.Command{
 		Use:     "list",
 		Short:   "List the overrides",
 		Example: "  scimsync override list",
@@ -75,12 +85,12 @@ func (a *app) overrideCmd() *cobra.Command {
 
 // setOverride records (mode set) or clears (mode "") user's override in the state file, or
 // through the daemon when it holds the file.
-func (a *app) setOverride(ctx context.Context, user string, mode state.Mode) error {
+func (a *app) setOverride(ctx context.Context, user string, group bool, mode state.Mode) error {
 	cfg, err := a.load()
 	if err != nil {
 		return err
 	}
-	res := overrideResult{FormatVersion: formatVersion, User: user, Mode: string(mode)}
+	res := overrideResult{FormatVersion: formatVersion, User: user, Group: group, Mode: string(mode)}
 	st, err := state.Open(cfg.State.Path, state.Options{LockTimeout: cfg.State.LockTimeout.D()})
 	switch {
 	case errors.Is(err, state.ErrLocked):
@@ -89,7 +99,7 @@ func (a *app) setOverride(ctx context.Context, user string, mode state.Mode) err
 			return cerr
 		}
 		var out map[string]any
-		if err := c.do(ctx, adminTimeout, "POST", "/overrides", map[string]string{"user": user, "mode": string(mode)}, &out); err != nil {
+		if err := c.do(ctx, adminTimeout, "POST", "/overrides", map[string]any{"user": user, "group": group, "mode": string(mode)}, &out); err != nil {
 			return err
 		}
 		res.ViaDaemon = true
@@ -97,9 +107,14 @@ func (a *app) setOverride(ctx context.Context, user string, mode state.Mode) err
 		return err
 	default:
 		defer st.Close()
-		if mode == "" {
+		switch {
+		case group && mode == "":
+			err = st.ClearGroupOverride(user)
+		case group:
+			err = st.SetGroupOverride(user, mode, time.Now())
+		case mode == "":
 			err = st.ClearOverride(user)
-		} else {
+		default:
 			err = st.SetOverride(user, mode, time.Now())
 		}
 		if err != nil {
@@ -113,10 +128,14 @@ func (a *app) setOverride(ctx context.Context, user string, mode state.Mode) err
 	if res.ViaDaemon {
 		by = " (recorded by the running daemon)"
 	}
+	what := user
+	if group {
+		what = "group " + user
+	}
 	if mode == "" {
-		_, err = fmt.Fprintf(a.stdout, "override for %s cleared%s\n", user, by)
+		_, err = fmt.Fprintf(a.stdout, "override for %s cleared%s\n", what, by)
 	} else {
-		_, err = fmt.Fprintf(a.stdout, "%s is now %s in %s%s; the next sync will honour it\n", user, mode, cfg.State.Path, by)
+		_, err = fmt.Fprintf(a.stdout, "%s is now %s in %s%s; the next sync will honour it\n", what, mode, cfg.State.Path, by)
 	}
 	return err
 }
@@ -148,9 +167,13 @@ func (a *app) listOverrides(ctx context.Context) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tMODE\tSET")
+	fmt.Fprintln(tw, "KIND\tNAME\tMODE\tSET")
 	for _, o := range rep.Overrides {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", o.UserName, o.Mode, o.SetAt.Local().Format(time.DateTime))
+		kind := "user"
+		if o.Group {
+			kind = "group"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", kind, o.UserName, o.Mode, o.SetAt.Local().Format(time.DateTime))
 	}
 	return tw.Flush()
 }
