@@ -411,6 +411,12 @@ func (s *Server) prepareUser(r *http.Request, attrs map[string]any, prevHash str
 		hash = prevHash
 	}
 	s.idx[state.KindUser].ShapeAttributes(attrs)
+	return s.userRecord(attrs, hash)
+}
+
+// userRecord checks a user's attributes (value counts, userName, schema) and builds its record
+// with password hash hash; it returns the record and the userName.
+func (s *Server) userRecord(attrs map[string]any, hash string) (*record, string, error) {
 	if err := s.checkValueCounts(attrs); err != nil {
 		return nil, "", err
 	}

@@ -293,21 +293,5 @@ func (s *Server) applyPatch(r *http.Request, kind state.Kind, cur *record, pp *p
 			hash = ""
 		}
 	}
-	if err := s.checkValueCounts(attrs); err != nil {
-		return nil, "", err
-	}
-	name, err := identity(attrs, "userName", true)
-	if err != nil {
-		return nil, "", err
-	}
-	valid, err := s.validate(state.KindUser, attrs)
-	if err != nil {
-		return nil, "", err
-	}
-	next, err := s.build(state.KindUser, valid, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	next.pwHash = hash
-	return next, name, nil
+	return s.userRecord(attrs, hash)
 }
