@@ -695,15 +695,22 @@ func (a *applier) diffCurrent(ctx context.Context, it Item) (Item, bool, error) 
 	if r.ETag != "" {
 		a.etag.Store(a.etag.Load() || a.plan.caps.ETag)
 	}
+	it, write := a.withWrite(it, ops, result)
+	return it, write, nil
+}
+
+// withWrite puts a re-plan's operations into it: ops, or for a target without PATCH the PUT
+// body of result; write is false when there is nothing to send.
+func (a *applier) withWrite(it Item, ops []scim.PatchOp, result scim.Doc) (Item, bool) {
 	if len(ops) == 0 {
-		return it, false, nil
+		return it, false
 	}
 	if a.plan.caps.Patch {
 		it.Operations = ops
 	} else {
 		it.Body = putBody(result)
 	}
-	return it, true, nil
+	return it, true
 }
 
 func (a *applier) disable(ctx context.Context, it Item) outcome {
@@ -749,15 +756,8 @@ func (a *applier) replanDisable(ctx context.Context, it Item) (Item, bool, error
 		return it, false, err
 	}
 	it.Version, it.Operations, it.Body = r.ETag, nil, nil
-	if len(ops) == 0 {
-		return it, false, nil
-	}
-	if a.plan.caps.Patch {
-		it.Operations = ops
-	} else {
-		it.Body = putBody(result)
-	}
-	return it, true, nil
+	it, write := a.withWrite(it, ops, result)
+	return it, write, nil
 }
 
 func (a *applier) remove(ctx context.Context, it Item) outcome {
