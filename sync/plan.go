@@ -234,17 +234,8 @@ func (p *Plan) Each(fn func(Item) error) error {
 // segments are not read (a 100,000-create plan is not decoded to find its refreshes).
 func (p *Plan) eachOf(actions []Action, fn func(Item) error) error {
 	for _, k := range []Kind{KindUser, KindGroup} {
-		for _, a := range viewOrder {
-			if !slices.Contains(actions, a) {
-				continue
-			}
-			err := p.items.each(segKey{k, a}, func(it Item) error {
-				it.Blocked = p.blocks(it)
-				return fn(it)
-			})
-			if err != nil {
-				return err
-			}
+		if err := p.eachOfKind(k, actions, fn); err != nil {
+			return err
 		}
 	}
 	return nil
