@@ -694,15 +694,23 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request, kind state.Kind
 		s.fail(w, r, err)
 		return
 	}
-	next, err = s.store.update(r.Context(), kind, cur, next, name)
+	if next, ok := s.publish(w, r, "replace", kind, cur, next, name); ok {
+		s.respond(w, r, http.StatusOK, kind, next)
+	}
+}
+
+// publish stores next in cur's place (the caller holds its slot) and logs the write as op;
+// when it fails the error is answered and ok is false.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, op string, kind state.Kind, cur, next *record, name string) (*record, bool) {
+	next, err := s.store.update(r.Context(), kind, cur, next, name)
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, false
 	}
 	if next != cur {
-		s.logWrite(r, "replace", kind, next)
+		s.logWrite(r, op, kind, next)
 	}
-	s.respond(w, r, http.StatusOK, kind, next)
+	return next, true
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, kind state.Kind, id string) {

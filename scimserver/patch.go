@@ -233,13 +233,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, kind state.Kind, 
 		s.fail(w, r, err)
 		return
 	}
-	next, err = s.store.update(r.Context(), kind, cur, next, name)
-	if err != nil {
-		s.fail(w, r, err)
+	next, ok = s.publish(w, r, "patch", kind, cur, next, name)
+	if !ok {
 		return
-	}
-	if next != cur {
-		s.logWrite(r, "patch", kind, next)
 	}
 	if kind == state.KindGroup && projectionOf(r.URL.Query()).empty() {
 		// RFC 7644 §3.5.2 allows 204; Entra asks for it, and a group's members can be many
