@@ -332,12 +332,7 @@ func TestGroupsAdoptedHandsOffDepthAndPut(t *testing.T) {
 	if len(res.Failed) > 0 {
 		t.Fatalf("%+v", res.Failed)
 	}
-	byName := map[string]scimsync.Item{}
-	for _, it := range plan.Items() {
-		if it.Kind == scimsync.KindGroup {
-			byName[it.Name] = it
-		}
-	}
+	byName := groupItems(plan)
 	if it := byName["staff"]; it.Action != scimsync.ActionUpdate || !strings.Contains(it.Reason, "adopt") {
 		t.Fatalf("staff is not adopted: %+v", it)
 	}
@@ -494,12 +489,7 @@ func TestGroupOverridesFromTheAdministrator(t *testing.T) {
 	if len(res.Failed) > 0 {
 		t.Fatalf("%+v", res.Failed)
 	}
-	byName := map[string]scimsync.Item{}
-	for _, it := range plan.Items() {
-		if it.Kind == scimsync.KindGroup {
-			byName[it.Name] = it
-		}
-	}
+	byName := groupItems(plan)
 	if it := byName["staff"]; it.Action != scimsync.ActionSkip || !strings.Contains(it.Reason, "scimsync override --group") {
 		t.Fatalf("staff: %+v", it)
 	}
@@ -529,4 +519,15 @@ func TestGroupOverridesFromTheAdministrator(t *testing.T) {
 	if got := e.targetGroups(); len(got["staff"]) != 5 {
 		t.Fatalf("staff after the override is cleared: %v", got["staff"])
 	}
+}
+
+// groupItems is a plan's group items by name.
+func groupItems(plan *scimsync.Plan) map[string]scimsync.Item {
+	out := map[string]scimsync.Item{}
+	for _, it := range plan.Items() {
+		if it.Kind == scimsync.KindGroup {
+			out[it.Name] = it
+		}
+	}
+	return out
 }
