@@ -424,3 +424,19 @@ func TestUnusableCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizeDNRefusesTypesThatAreNotNamesOrOIDs: go-ldap parses an escaped space or a bare
+// number as an attribute type; neither survives normalising, so both are refused, while names
+// with digits and hyphens, OIDs and the oid. prefix pass.
+func TestNormalizeDNRefusesTypesThatAreNotNamesOrOIDs(t *testing.T) {
+	for _, dn := range []string{`\ =0`, `1.=x,dc=y`, `01.2=x`, `c_n=x`} {
+		if n, err := NormalizeDN(dn); err == nil {
+			t.Errorf("NormalizeDN(%q) = %q, want an error", dn, n)
+		}
+	}
+	for _, dn := range []string{`msDS-x1=a,dc=y`, `2.5.4.3=a`, `OID.2.5.4.3=a`, `krbPrincipalName=a@B,cn=k`} {
+		if _, err := NormalizeDN(dn); err != nil {
+			t.Errorf("NormalizeDN(%q): %v", dn, err)
+		}
+	}
+}
