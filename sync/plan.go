@@ -28,13 +28,6 @@ func (k Kind) link() state.LinkKind {
 	return state.LinkUser
 }
 
-func (k Kind) endpoint() scimclient.Endpoint {
-	if k == KindGroup {
-		return scimclient.Groups
-	}
-	return scimclient.Users
-}
-
 // Action is what the plan does with one resource.
 type Action string
 
