@@ -632,19 +632,16 @@ func (a *applier) update(ctx context.Context, it Item) outcome {
 	}
 	var prior *state.Link
 	origin, action := state.OriginAdopted, "update"
-	err := a.e.store.View(func(v *state.View) error {
-		from := it.ExternalID
-		if it.Relink != nil {
-			from = it.Relink.From
-		}
-		l, ok, err := v.Link(state.LinkUser, from)
-		if ok {
-			prior, origin = &l, l.Origin
-		}
-		return err
-	})
+	from := it.ExternalID
+	if it.Relink != nil {
+		from = it.Relink.From
+	}
+	cur, ok, err := a.currentLink(from)
 	if err != nil {
 		return outcome{err: err}
+	}
+	if ok {
+		prior, origin = &cur, cur.Origin
 	}
 	switch {
 	case it.Relink != nil:
