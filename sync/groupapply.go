@@ -154,16 +154,7 @@ func (a *applier) updateGroup(ctx context.Context, it Item) outcome {
 		err = a.replaceGroup(ctx, &it, ids, applied, adds, removes)
 	} else {
 		if len(it.Operations) > 0 {
-			var r scimclient.Resource
-			r, err = a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, it.Operations, a.ifMatch(it.Version))
-			if err != nil && a.retryable(err) {
-				if r, err = a.e.target.Get(ctx, scimclient.Groups, it.TargetID); err == nil {
-					r, err = a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, it.Operations, r.ETag)
-				}
-			}
-			if r.ETag != "" {
-				it.Version = r.ETag
-			}
+			err = a.patchGroup(ctx, &it, it.Operations)
 		}
 		if err == nil {
 			err = a.sendMembers(ctx, &it, adds, removes, ids, applied)
@@ -181,22 +172,27 @@ func (a *applier) updateGroup(ctx context.Context, it Item) outcome {
 	return o
 }
 
+// patchGroup sends ops to group it, with If-Match when the target versions resources; a stale
+// version (412, 428) is read again once and the ops sent with it. it.Version follows the
+// target's answers.
+func (a *applier) patchGroup(ctx context.Context, it *Item, ops []scim.PatchOp) error {
+	r, err := a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, ops, a.ifMatch(it.Version))
+	if err != nil && a.retryable(err) {
+		if r, err = a.e.target.Get(ctx, scimclient.Groups, it.TargetID); err == nil {
+			r, err = a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, ops, r.ETag)
+		}
+	}
+	if err == nil && r.ETag != "" {
+		it.Version = r.ETag
+	}
+	return err
+}
+
 // sendMembers sends member additions and removals in batches of groups.batch per request,
 // recording in applied what the target confirmed.
 func (a *applier) sendMembers(ctx context.Context, it *Item, adds, removes []Member, ids map[string]string, applied map[string]bool) error {
 	batch := a.e.groups.cfg.Batch
-	send := func(ops []scim.PatchOp) error {
-		r, err := a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, ops, a.ifMatch(it.Version))
-		if err != nil && a.retryable(err) {
-			if r, err = a.e.target.Get(ctx, scimclient.Groups, it.TargetID); err == nil {
-				r, err = a.e.target.Patch(ctx, scimclient.Groups, it.TargetID, ops, r.ETag)
-			}
-		}
-		if err == nil && r.ETag != "" {
-			it.Version = r.ETag
-		}
-		return err
-	}
+	send := func(ops []scim.PatchOp) error { return a.patchGroup(ctx, it, ops) }
 	for start := 0; start < len(adds); start += batch {
 		chunk := adds[start:min(start+batch, len(adds))]
 		vals := memberValues(chunk, ids)
