@@ -438,3 +438,39 @@ func TestRateBelowTheTargetsLimitDrawsNo429s(t *testing.T) {
 	tg.Reset()
 	converges(t, e, tg, runOpts{})
 }
+
+// TestUserMadeHandsOffBetweenPlanAndApply: with a target that versions its users, a user an
+// administrator makes hands-off (managementMode CMS) on the target after the plan was made
+// answers the update 412; the re-plan reads it, sees CMS and refuses to write. The change
+// fails with the reason, the user keeps what the target holds, and nothing else is held back.
+func TestUserMadeHandsOffBetweenPlanAndApply(t *testing.T) {
+	e, tg, _ := hostileEnv(t, 3)
+	tg.Set(func(b *targettest.Behaviour) { b.RequireETag = true })
+	if _, res, err := e.run(runOpts{}); err != nil || len(res.Failed) > 0 {
+		t.Fatalf("initial: %v %+v", err, res)
+	}
+	e.slapd.Replace(t, slapdtest.PersonDN("user001"), "title", "Engineer")
+	e.slapd.Replace(t, slapdtest.PersonDN("user002"), "title", "Manager")
+	eng, done := e.engine(runOpts{})
+	defer done()
+	plan, err := eng.Plan(context.Background(), scimsync.PlanOptions{})
+	if err != nil || plan.Summary[scimsync.ActionUpdate] != 2 {
+		t.Fatalf("plan: %v %s", err, scimsync.SummaryLine(plan))
+	}
+	defer plan.Close()
+	u2 := e.targetUsers()[slapdtest.UUID(2)]
+	ver := u2["meta"].(map[string]any)["version"].(string)
+	if _, err := e.client.Patch(context.Background(), scimclient.Users, u2["id"].(string),
+		[]scim.PatchOp{{Op: "replace", Path: scim.ScimsyncSchema + ":managementMode", Value: scim.ModeCMS}}, ver); err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Apply(context.Background(), plan, nil)
+	if !errors.Is(err, scimsync.ErrApplyFailed) || len(res.Failed) != 1 || res.Done[scimsync.ActionUpdate] != 1 ||
+		!strings.Contains(res.Failed[0].Error, "hands-off") || res.Failed[0].UserName != "user002" {
+		t.Fatalf("apply: %v %+v", err, res)
+	}
+	users := e.targetUsers()
+	if users[slapdtest.UUID(2)]["title"] == "Manager" || users[slapdtest.UUID(1)]["title"] != "Engineer" {
+		t.Fatalf("user002 %v user001 %v", users[slapdtest.UUID(2)]["title"], users[slapdtest.UUID(1)]["title"])
+	}
+}
