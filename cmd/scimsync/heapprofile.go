@@ -10,14 +10,14 @@ import (
 	"time"
 )
 
-// heapProfileEnv names a file prefix: when set, `sync` writes a heap profile to
+// heapProfileEnv names a file prefix: when set, `sync` and `serve` write a heap profile to
 // PREFIX.PID.pprof each time the live heap reaches a new high (in steps of 8 MiB), so the
 // profile shows what the peak held, and PREFIX.PID.rss with the highest anonymous and
 // file-backed resident memory seen (a bbolt file's pages count in RSS, not in the heap). It is
 // for measuring memory (go tool pprof), not for production, and costs nothing when unset.
 const heapProfileEnv = "SCIMSYNC_HEAP_PROFILE"
 
-// cpuProfileEnv names a file: when set, `sync` writes a CPU profile of the whole run there
+// cpuProfileEnv names a file: when set, `sync` and `serve` write a CPU profile of the whole run there
 // (with .PID appended), for the same kind of measuring.
 const cpuProfileEnv = "SCIMSYNC_CPU_PROFILE"
 

@@ -110,6 +110,7 @@ install.`,
 }
 
 func (a *app) serve(ctx context.Context) error {
+	defer profile(ctx)()
 	cfg, err := a.load(needServer)
 	if err != nil {
 		return err
