@@ -29,6 +29,55 @@ import (
 //
 // The empty DN (the root DSE) normalises to "".
 func NormalizeDN(dn string) (string, error) {
+	if simpleDN(dn) {
+		return asciiLower(dn), nil
+	}
+	return normalizeParsed(dn)
+}
+
+// simpleDN reports whether dn is in the form nearly every DN a directory returns has: RDNs of
+// one attribute, separated by commas, each a type that is a name (a letter, then letters,
+// digits and hyphens) and a non-empty value of ASCII letters, digits and `.-_@`, with no
+// spaces, escapes or '+'. Such a DN's canonical form is its ASCII lower-casing (nothing to
+// unescape, fold beyond ASCII, collapse, sort or escape), found without parsing it: a sync
+// normalises every user's and every member's DN. FuzzNormalizeDN checks both ways agree.
+func simpleDN(dn string) bool {
+	if dn == "" {
+		return false
+	}
+	i := 0
+	for {
+		// type
+		if i >= len(dn) || !isASCIILetter(dn[i]) {
+			return false
+		}
+		for i++; i < len(dn) && (isASCIILetter(dn[i]) || isDigit(dn[i]) || dn[i] == '-'); i++ {
+		}
+		if i >= len(dn) || dn[i] != '=' {
+			return false
+		}
+		// value
+		start := i + 1
+		for i++; i < len(dn) && (isASCIILetter(dn[i]) || isDigit(dn[i]) || dn[i] == '.' || dn[i] == '-' || dn[i] == '_' || dn[i] == '@'); i++ {
+		}
+		if i == start {
+			return false
+		}
+		if i == len(dn) {
+			return true
+		}
+		if dn[i] != ',' {
+			return false
+		}
+		i++
+	}
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isDigit(c byte) bool       { return c >= '0' && c <= '9' }
+
+// normalizeParsed is NormalizeDN for any DN: parsed, checked, and rebuilt in canonical form.
+func normalizeParsed(dn string) (string, error) {
 	d, err := goldap.ParseDN(dn)
 	if err != nil {
 		return "", err

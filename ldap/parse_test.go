@@ -296,7 +296,8 @@ func TestFingerprint(t *testing.T) {
 func FuzzNormalizeDN(f *testing.F) {
 	for _, s := range []string{`cn=Research\, Europe,ou=groups,dc=example,dc=org`, `cn=Research\2C Europe,dc=x`, "uid=B+cn=A,dc=x",
 		`cn=#0403616263,dc=x`, "cn=Zoe\u0308,dc=x", `cn=\ \#x\ ,dc=y`, "cn=\xff\xfe,dc=x", `cn=a\00b`,
-		strings.Repeat("ou=a,", 5000) + "dc=x", "cn=" + strings.Repeat("\\2C", 20000)} {
+		strings.Repeat("ou=a,", 5000) + "dc=x", "cn=" + strings.Repeat("\\2C", 20000),
+		"uid=User000042,ou=People,dc=Example,dc=org", "CN=a-b_c.d@e,OU=x-1,DC=y", "cn=a,", "cn=,dc=x", "c-=1,d=2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, dn string) {
@@ -315,6 +316,12 @@ func FuzzNormalizeDN(f *testing.F) {
 		d2, _ := goldap.ParseDN(n)
 		if len(d1.RDNs) != len(d2.RDNs) {
 			t.Fatalf("%q has %d RDNs, its normal form %q has %d", dn, len(d1.RDNs), n, len(d2.RDNs))
+		}
+		if simpleDN(dn) {
+			// the shortcut must give what parsing gives
+			if slow, err := normalizeParsed(dn); err != nil || slow != n {
+				t.Fatalf("simple DN %q: shortcut %q, parsed %q (%v)", dn, n, slow, err)
+			}
 		}
 	})
 }
@@ -437,6 +444,25 @@ func TestNormalizeDNRefusesTypesThatAreNotNamesOrOIDs(t *testing.T) {
 	for _, dn := range []string{`msDS-x1=a,dc=y`, `2.5.4.3=a`, `OID.2.5.4.3=a`, `krbPrincipalName=a@B,cn=k`} {
 		if _, err := NormalizeDN(dn); err != nil {
 			t.Errorf("NormalizeDN(%q): %v", dn, err)
+		}
+	}
+}
+
+// TestSimpleDNShortcut: the DNs a directory usually returns take the shortcut and get what
+// parsing gives; anything with spaces, escapes, '+', OIDs or other characters is parsed.
+func TestSimpleDNShortcut(t *testing.T) {
+	for dn, simple := range map[string]bool{
+		"uid=User000042,ou=People,dc=Example,dc=org": true, "CN=a-b_c.d@e,OU=x-1,DC=y": true, "msDS-x1=a,dc=y": true,
+		"cn=a b,dc=x": false, `cn=a\,b,dc=x`: false, "cn=a+uid=b": false, "2.5.4.3=a": false, "cn=a,": false,
+		"cn=,dc=x": false, "cn=Zoë,dc=x": false, "": false, "cn=#01": false, "cn=a=b": false, "1cn=a": false,
+	} {
+		if got := simpleDN(dn); got != simple {
+			t.Errorf("simpleDN(%q) = %v, want %v", dn, got, simple)
+		}
+		fast, ferr := NormalizeDN(dn)
+		slow, serr := normalizeParsed(dn)
+		if fast != slow || (ferr == nil) != (serr == nil) {
+			t.Errorf("%q: NormalizeDN %q (%v), parsed %q (%v)", dn, fast, ferr, slow, serr)
 		}
 	}
 }
