@@ -3,11 +3,13 @@ package sync
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -194,26 +196,27 @@ func (s *spool) close() error {
 
 // desiredSpool keeps the users a full read mapped, between claiming names (pass 1) and planning
 // them (pass 2), on disk past spillBytes.
-type desiredSpool struct{ seg segment }
+type desiredSpool struct {
+	seg     segment
+	scratch []byte
+}
 
 type spooledDesired struct {
-	D     Desired   `json:"d"`
-	Entry *entryRef `json:"e,omitempty"` // what hands-off rules by filter need
+	D     Desired
+	Entry *entryRef // what hands-off rules by filter need
 }
 
 // entryRef is the part of a directory entry kept for pass 2: its attributes, for override
 // rules that select users by LDAP filter.
 type entryRef struct {
-	Attrs map[string][]string `json:"a"`
+	Attrs map[string][]string
 }
 
 func (s *desiredSpool) add(v spooledDesired) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	s.seg.buf.Write(raw)
-	s.seg.buf.WriteByte('\n')
+	s.scratch = appendDesired(s.scratch[:0], v)
+	var n [binary.MaxVarintLen64]byte
+	s.seg.buf.Write(n[:binary.PutUvarint(n[:], uint64(len(s.scratch)))])
+	s.seg.buf.Write(s.scratch)
 	s.seg.n++
 	if s.seg.buf.Len() >= spillBytes {
 		return s.seg.spill()
@@ -231,7 +234,163 @@ func (s *desiredSpool) each(fn func(spooledDesired) error) error {
 		readers = append(readers, io.NewSectionReader(s.seg.file, 0, info.Size()))
 	}
 	readers = append(readers, bytes.NewReader(s.seg.buf.Bytes()))
-	return decodeLines(io.MultiReader(readers...), "desired spool", fn)
+	br := bufio.NewReaderSize(io.MultiReader(readers...), 64<<10)
+	var rec []byte
+	for {
+		size, err := binary.ReadUvarint(br)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sync: desired spool: %w", err)
+		}
+		if size > maxDesiredRecord {
+			return fmt.Errorf("sync: desired spool: a record of %d bytes", size)
+		}
+		rec = slices.Grow(rec[:0], int(size))[:size]
+		if _, err := io.ReadFull(br, rec); err != nil {
+			return fmt.Errorf("sync: desired spool: %w", err)
+		}
+		v, err := decodeDesired(rec)
+		if err != nil {
+			return fmt.Errorf("sync: desired spool: %w", err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+}
+
+// maxDesiredRecord bounds one spooled user (a spool is only ever read back by the process that
+// wrote it; the bound keeps a damaged temporary file from asking for any amount of memory).
+const maxDesiredRecord = 1 << 30
+
+// The desired spool holds 100,000 users between the two passes and is read twice: it is a
+// length-prefixed binary record per user rather than JSON, whose encoding and decoding cost
+// more than a second of CPU per pass at that size. A record is: the external id, DN and UUID,
+// the active flag, the values as pairs, then the entry's attributes when kept (a flag, then
+// name and values for each); every string a uvarint length and its bytes.
+func appendDesired(b []byte, v spooledDesired) []byte {
+	b = appendString(b, v.D.ExternalID)
+	b = appendString(b, v.D.DN)
+	b = appendString(b, v.D.UUID)
+	b = append(b, boolByte(v.D.Active))
+	b = binary.AppendUvarint(b, uint64(len(v.D.Values)))
+	for k, val := range v.D.Values {
+		b = appendString(appendString(b, k), val)
+	}
+	if v.Entry == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(v.Entry.Attrs)))
+	for name, vals := range v.Entry.Attrs {
+		b = appendString(b, name)
+		b = binary.AppendUvarint(b, uint64(len(vals)))
+		for _, val := range vals {
+			b = appendString(b, val)
+		}
+	}
+	return b
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// recordReader reads the fields of one spooled record; the first error sticks.
+type recordReader struct {
+	b   []byte
+	err error
+}
+
+var errShortRecord = errors.New("a record ends early")
+
+func (r *recordReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShortRecord
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *recordReader) string() string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > uint64(len(r.b)) {
+		r.err = errShortRecord
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *recordReader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.err = errShortRecord
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+// count reads a number of elements, each at least one byte long: a count the rest of the
+// record cannot hold is an error, never an allocation.
+func (r *recordReader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err = errShortRecord
+		return 0
+	}
+	return int(n)
+}
+
+func decodeDesired(b []byte) (spooledDesired, error) {
+	r := recordReader{b: b}
+	var v spooledDesired
+	v.D.ExternalID, v.D.DN, v.D.UUID = r.string(), r.string(), r.string()
+	v.D.Active = r.byte() == 1
+	n := r.count()
+	v.D.Values = make(map[string]string, n)
+	for range n {
+		k := r.string()
+		v.D.Values[k] = r.string()
+	}
+	if r.byte() == 1 {
+		n := r.count()
+		v.Entry = &entryRef{Attrs: make(map[string][]string, n)}
+		for range n {
+			name := r.string()
+			vals := make([]string, r.count())
+			for i := range vals {
+				vals[i] = r.string()
+			}
+			v.Entry.Attrs[name] = vals
+		}
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = errors.New("a record goes on past its end")
+	}
+	return v, r.err
 }
 
 func (s *desiredSpool) close() {
