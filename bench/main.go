@@ -23,10 +23,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	gosync "sync"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +42,7 @@ func main() {
 		return
 	}
 	if len(os.Args) < 2 || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench server [-compare OLD_BINARY] | sync [-n N] [-c C] | ldap [-n N]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench server [-compare OLD_BINARY] | sync [-n N] [-c C] [-pin=false] | ldap [-n N]")
 		os.Exit(2)
 	}
 	tb := &benchTB{}
@@ -106,6 +108,39 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
+// targetCPU, when set, is the CPU every `scimsync serve` the bench starts runs on alone (see
+// pinTarget).
+var targetCPU string
+
+// pinnedEnv marks a bench process that pinTarget has already moved to the other CPUs; its
+// value is the target's CPU.
+const pinnedEnv = "SCIMSYNC_BENCH_PINNED"
+
+// pinTarget gives the target a CPU of its own, as an independent SCIM server on another machine
+// would have: the bench re-executes itself on every CPU but the last (so its load generator,
+// slapd, ldapsearch and the sync processes, which inherit the mask, stay there), and starts each
+// server on the last one. Without it, on a 2-CPU machine whatever the client spends is taken from
+// the server, and "the target's rate" measures the sum of both. It reports false when the
+// machine has a single CPU or taskset is missing.
+func pinTarget() (bool, error) {
+	if cpu := os.Getenv(pinnedEnv); cpu != "" {
+		// re-executed: runtime.NumCPU now counts only the CPUs this process may use
+		targetCPU = cpu
+		return true, nil
+	}
+	n := runtime.NumCPU()
+	taskset, err := exec.LookPath("taskset")
+	if n < 2 || err != nil {
+		return false, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false, err
+	}
+	args := append([]string{"taskset", "-c", fmt.Sprintf("0-%d", n-2), self}, os.Args[1:]...)
+	return false, syscall.Exec(taskset, args, append(os.Environ(), fmt.Sprintf("%s=%d", pinnedEnv, n-1)))
+}
+
 // server is one `scimsync serve` process under test.
 type server struct {
 	cmd  *exec.Cmd
@@ -120,6 +155,9 @@ func startServe(tb *benchTB, bin, dir, addr string) (*server, time.Duration) {
 	cfg := filepath.Join(dir, "serve.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("server:\n  listen: %s\n  max_results: 1000\n  tokens:\n    - name: bench\n      token: %s\nstate:\n  path: %s/server.db\nlog:\n  level: warn\n", addr, token, dir)), 0o600)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
+	if targetCPU != "" {
+		cmd = exec.Command("taskset", "-c", targetCPU, bin, "serve", "--config", cfg)
+	}
 	cmd.Stderr = os.Stderr
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -291,6 +329,10 @@ func benchServer(tb *benchTB, compare string) error {
 	const stored = 10000
 	bin := build(tb)
 	dir := tb.TempDir()
+	disk, err := diskCommits(dir, 1000)
+	if err != nil {
+		return err
+	}
 	srv, _ := startServe(tb, bin, dir, freeAddr())
 	base := srv.base
 	var rows []stat
@@ -398,9 +440,43 @@ func benchServer(tb *benchTB, compare string) error {
 		fmt.Println()
 	}
 	fmt.Printf("\n%s\n", group)
+	fmt.Printf("\nthe disk under the state file, %d commit-shaped writes (32 KiB + fdatasync, then 4 KiB + fdatasync, as a bbolt commit writes pages then its meta page): p50 %s, p99 %s, max %s\n",
+		disk.ops, disk.p(0.5).Round(time.Microsecond), disk.p(0.99).Round(time.Microsecond), disk.p(1).Round(time.Microsecond))
 	fmt.Printf("\n100,000 users stored: RSS %.0f MiB after the creates, %.0f MiB after a scan; restart answered in %s with RSS %.0f MiB\n",
 		rssFull, rssAfterScan, startup.Round(time.Millisecond), rssRestart)
 	return nil
+}
+
+// diskCommits times n writes shaped like one bbolt commit in dir: a write acknowledged at 32
+// clients waits for at least one of these, so their tail bounds the server's from below.
+func diskCommits(dir string, n int) (stat, error) {
+	f, err := os.Create(filepath.Join(dir, "disk-probe"))
+	if err != nil {
+		return stat{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	s := stat{name: "disk commit", clients: 1, ops: n, lat: make([]time.Duration, n)}
+	pages, meta := make([]byte, 32<<10), make([]byte, 4<<10)
+	start := time.Now()
+	for i := range n {
+		t0 := time.Now()
+		if _, err := f.WriteAt(pages, int64(1+i%64)*int64(len(pages))); err != nil {
+			return s, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return s, err
+		}
+		if _, err := f.WriteAt(meta, 0); err != nil {
+			return s, err
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return s, err
+		}
+		s.lat[i] = time.Since(t0)
+	}
+	s.elapsed = time.Since(start)
+	return s, nil
 }
 
 // bigGroupPatch adds 10,000 members to a new group in one PATCH while one client keeps

@@ -31,8 +31,16 @@ func benchSync(tb *benchTB, args []string) error {
 	groups := fs.Int("groups", 2000, "groups of -group-size members, plus one of -big-group members (0: no groups)")
 	groupSize := fs.Int("group-size", 50, "members of each group")
 	bigGroup := fs.Int("big-group", 10000, "members of the one big group")
+	pin := fs.Bool("pin", true, "run the target alone on the last CPU and everything else on the others, as an independent target would be (false: all share every CPU)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	pinned := false
+	if *pin {
+		var err error
+		if pinned, err = pinTarget(); err != nil {
+			return fmt.Errorf("pinning the target to a CPU: %w", err)
+		}
 	}
 	if _, err := exec.LookPath("/usr/bin/time"); err != nil {
 		return errors.New("bench sync measures peak RSS with GNU time: apt-get install time")
@@ -61,18 +69,6 @@ func benchSync(tb *benchTB, args []string) error {
 	seed.Reset()
 	bin := build(tb)
 
-	// the target's raw create rate at the same concurrency, as many users into a fresh server
-	rawSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
-	raw := rawSrv.base
-	rawN := *n // the same number of users: a server slows as it grows
-	fmt.Fprintf(os.Stderr, "bench sync: raw create rate, %d POSTs with %d clients\n", rawN, *conc)
-	rawStat, err := load("raw create", *conc, rawN, []int{201}, func(i int) (string, string, []byte) {
-		return "POST", raw + "/Users", userJSON(i)
-	})
-	if err != nil {
-		return fmt.Errorf("raw create baseline: %w", err)
-	}
-
 	baseSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
 	base := baseSrv.base
 	dir := tb.TempDir()
@@ -96,6 +92,34 @@ state:
 log:
   level: %s
 %s`, ds.URL, slapdtest.AdminDN, slapdtest.AdminPW, slapdtest.People, base, token, *conc, dir, *logLevel, groupsSection(*groups))), 0o600)
+
+	// the target's raw create rate at the same concurrency: the very documents the sync will
+	// send (taken from its dry run's plan, so the target does the same work per user), POSTed
+	// by a plain client into a fresh server
+	fmt.Fprintf(os.Stderr, "bench sync: dry run, for the documents the sync creates\n")
+	bodies, err := planBodies(bin, cfg)
+	if err != nil {
+		return fmt.Errorf("raw create baseline: %w", err)
+	}
+	if len(bodies) != *n {
+		return fmt.Errorf("raw create baseline: the dry run plans %d user creates, want %d", len(bodies), *n)
+	}
+	rawSrv, _ := startServe(tb, bin, tb.TempDir(), freeAddr())
+	raw := rawSrv.base
+	rawN := len(bodies)
+	bodyBytes := 0
+	for _, b := range bodies {
+		bodyBytes += len(b)
+	}
+	fmt.Fprintf(os.Stderr, "bench sync: raw create rate, %d POSTs with %d clients\n", rawN, *conc)
+	rawStat, err := load("raw create", *conc, rawN, []int{201}, func(i int) (string, string, []byte) {
+		return "POST", raw + "/Users", bodies[i]
+	})
+	if err != nil {
+		return fmt.Errorf("raw create baseline: %w", err)
+	}
+	bodies = nil
+	rawSrv.stop()
 
 	ldapsearch := func() (time.Duration, error) {
 		t0 := time.Now()
@@ -195,9 +219,14 @@ log:
 	if *groups > 0 {
 		fmt.Printf("and %d groups of %d members plus one of %d (groups.nesting flatten, batches of 100)\n", *groups, *groupSize, min(*bigGroup, *n))
 	}
+	if pinned {
+		fmt.Printf("CPUs: the target alone on CPU %s; the sync, slapd, ldapsearch and the load generator on the others (-pin=false: all share every CPU)\n", targetCPU)
+	} else {
+		fmt.Printf("CPUs: the target, the sync, slapd and the load generator share every CPU (not pinned)\n")
+	}
 	fmt.Printf("baselines measured in this run: ldapsearch -E pr=1000/noprompt of the same entries before each row;\n")
-	fmt.Printf("the target's raw create rate: %d POSTs from %d clients into a fresh scimsync serve: %.0f users/s (p50 %s, p99 %s)\n\n",
-		rawN, *conc, rawStat.rate(), rawStat.p(0.5).Round(time.Microsecond), rawStat.p(0.99).Round(time.Microsecond))
+	fmt.Printf("the target's raw create rate: the %d user documents of the sync's dry-run plan (%d bytes each on average), POSTed by %d clients into a fresh scimsync serve: %.0f users/s (p50 %s, p99 %s)\n\n",
+		rawN, bodyBytes/max(rawN, 1), *conc, rawStat.rate(), rawStat.p(0.5).Round(time.Microsecond), rawStat.p(0.99).Round(time.Microsecond))
 	fmt.Printf("| run | mode | wall | users/s | peak RSS | target requests | writes | ldapsearch | wall / ldapsearch |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -287,6 +316,44 @@ func syncProcess(bin string, args []string) (syncMeasure, error) {
 	}
 	_, err = fmt.Sscan(strings.TrimSpace(string(rawRSS)), &m.rssKiB)
 	return m, err
+}
+
+// planBodies runs the sync as a dry run and returns the body of every user create its plan holds,
+// in plan order.
+func planBodies(bin, cfg string) ([][]byte, error) {
+	out, err := os.CreateTemp("", "scimsync-bench-plan-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd := exec.Command(bin, "sync", "--config", cfg, "--dry-run", "--output", "json")
+	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("dry run: %w", err)
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var rep struct {
+		Plan struct {
+			Items []struct {
+				Kind   string          `json:"kind"`
+				Action string          `json:"action"`
+				Body   json.RawMessage `json:"body"`
+			} `json:"items"`
+		} `json:"plan"`
+	}
+	if err := json.NewDecoder(bufio.NewReaderSize(out, 1<<20)).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("reading the dry run's plan: %w", err)
+	}
+	var bodies [][]byte
+	for _, it := range rep.Plan.Items {
+		if it.Kind == "User" && it.Action == "create" {
+			bodies = append(bodies, it.Body)
+		}
+	}
+	return bodies, nil
 }
 
 // listAll pages through the target's resources of one endpoint (Users, Groups) as a plain
