@@ -83,56 +83,156 @@ func (c Capabilities) Declares(urn, attr, sub string) bool {
 
 // Discover reads /ServiceProviderConfig, /ResourceTypes and /Schemas: whether PATCH and ETags
 // work, the largest page, which resource types and extensions exist, and which attributes each
-// schema declares, so nothing undeclared is sent. A target that answers /ResourceTypes with a
-// 4xx or 501 gets core attributes only; one that answers /Schemas so is trusted to accept every
-// attribute of what /ResourceTypes declares. A 5xx, a network error or an open circuit is not
-// taken for "absent": it fails discovery, so a passing outage cannot change what is sent.
+// schema declares, so nothing undeclared is sent. It is FetchDiscovery, Capabilities and Use in
+// one step; see FetchDiscovery for what counts as a document the target does not serve.
 func (c *Client) Discover(ctx context.Context) (Capabilities, error) {
-	data, err := c.getBody(ctx, "/ServiceProviderConfig")
+	d, err := c.FetchDiscovery(ctx)
 	if err != nil {
 		return Capabilities{}, err
 	}
-	spc, err := parseServiceProviderConfig(data)
+	caps, err := d.Capabilities()
+	if err != nil {
+		return Capabilities{}, err
+	}
+	c.Use(caps)
+	return caps, nil
+}
+
+// Use makes the client page as caps says (filter.maxResults), for capabilities read from a
+// Discovery kept from an earlier run instead of asked of the target by Discover.
+func (c *Client) Use(caps Capabilities) { c.maxResults.Store(int64(caps.MaxResults)) }
+
+// Discovery is the target's discovery documents as it served them, apart from what they mean,
+// so that a caller can keep them (the sync keeps them in state between full reconciles) and
+// read them again without asking the target: Capabilities reads them as Discover does.
+type Discovery struct {
+	// ServiceProviderConfig is the body of /ServiceProviderConfig (always there).
+	ServiceProviderConfig []byte
+	// ResourceTypes is the body of /ResourceTypes; nil when the target does not serve it
+	// (then Schemas is nil too, and only core User attributes are sent).
+	ResourceTypes []byte
+	// Schemas is the body of /Schemas; nil when the target does not serve it (then every
+	// attribute of the resource types' schemas counts as declared).
+	Schemas []byte
+}
+
+// FetchDiscovery GETs /ServiceProviderConfig, /ResourceTypes and /Schemas. A target that
+// answers /ResourceTypes with a 4xx (other than 401 and 429), a 501 or a document that is not
+// a list of resources does not serve it: core attributes only, and /Schemas is not asked for.
+// One that answers /Schemas so is trusted to accept every attribute of what /ResourceTypes
+// declares. A 5xx, a network error or an open circuit is not taken for "absent": it fails
+// discovery, so a passing outage cannot change what is sent. So does an unreadable
+// /ServiceProviderConfig.
+func (c *Client) FetchDiscovery(ctx context.Context) (Discovery, error) {
+	var d Discovery
+	data, err := c.getBody(ctx, "/ServiceProviderConfig")
+	if err != nil {
+		return Discovery{}, err
+	}
+	if _, err := parseServiceProviderConfig(data); err != nil {
+		return Discovery{}, fmt.Errorf("scim: GET /ServiceProviderConfig: %w", err)
+	}
+	d.ServiceProviderConfig = data
+
+	data, err = c.getBody(ctx, "/ResourceTypes")
+	if err == nil {
+		if _, err = parseResourceTypes(data); err != nil {
+			err = fmt.Errorf("scim: GET /ResourceTypes: %w", err)
+		}
+	}
+	if err != nil {
+		if !absent(err) {
+			return Discovery{}, err
+		}
+		// some targets serve no /ResourceTypes; then only the core schema is sent
+		c.log.Warn("no usable /ResourceTypes; sending core User attributes only", zap.Error(err))
+		return d, nil
+	}
+	d.ResourceTypes = data
+
+	data, err = c.getBody(ctx, "/Schemas")
+	if err == nil {
+		if _, err = parseSchemas(data); err != nil {
+			err = fmt.Errorf("scim: GET /Schemas: %w", err)
+		}
+	}
+	if err != nil {
+		if !absent(err) {
+			return Discovery{}, err
+		}
+		c.log.Warn("no usable /Schemas; trusting /ResourceTypes for which attributes the target accepts", zap.Error(err))
+		return d, nil
+	}
+	d.Schemas = data
+	return d, nil
+}
+
+// Capabilities reads the documents. Only an unreadable /ServiceProviderConfig fails; a
+// /ResourceTypes or /Schemas that does not read (FetchDiscovery keeps none such, but a stored
+// copy may have been damaged) counts as not served, as FetchDiscovery would have decided.
+func (d Discovery) Capabilities() (Capabilities, error) {
+	spc, err := parseServiceProviderConfig(d.ServiceProviderConfig)
 	if err != nil {
 		return Capabilities{}, fmt.Errorf("scim: GET /ServiceProviderConfig: %w", err)
 	}
 	caps := Capabilities{Patch: spc.patch, ETag: spc.etag, MaxResults: spc.maxResults, Extensions: map[string]bool{}}
-	c.maxResults.Store(int64(spc.maxResults))
-
-	data, err = c.getBody(ctx, "/ResourceTypes")
-	if err == nil {
-		var rts []resourceType
-		if rts, err = parseResourceTypes(data); err != nil {
-			err = fmt.Errorf("scim: GET /ResourceTypes: %w", err)
-		} else {
-			caps.addResourceTypes(rts)
-		}
-	}
-	if err != nil {
-		if !absent(err) {
-			return Capabilities{}, err
-		}
-		// some targets serve no /ResourceTypes; then only the core schema is sent
-		c.log.Warn("no usable /ResourceTypes; sending core User attributes only", zap.Error(err))
+	if d.ResourceTypes == nil {
 		return caps, nil
 	}
-
-	data, err = c.getBody(ctx, "/Schemas")
-	if err == nil {
-		var docs []scim.SchemaDocument
-		if docs, err = parseSchemas(data); err != nil {
-			err = fmt.Errorf("scim: GET /Schemas: %w", err)
-		} else {
-			caps.Schemas = scim.IndexDocuments(scim.UserSchema, docs)
-		}
-	}
+	rts, err := parseResourceTypes(d.ResourceTypes)
 	if err != nil {
-		if !absent(err) {
-			return Capabilities{}, err
-		}
-		c.log.Warn("no usable /Schemas; trusting /ResourceTypes for which attributes the target accepts", zap.Error(err))
+		return caps, nil
+	}
+	caps.addResourceTypes(rts)
+	if d.Schemas == nil {
+		return caps, nil
+	}
+	if docs, err := parseSchemas(d.Schemas); err == nil {
+		caps.Schemas = scim.IndexDocuments(scim.UserSchema, docs)
 	}
 	return caps, nil
+}
+
+// Size is the documents' length in bytes: what keeping them costs.
+func (d Discovery) Size() int {
+	return len(d.ServiceProviderConfig) + len(d.ResourceTypes) + len(d.Schemas)
+}
+
+// discoveryFormat is the version of Encode's output; DecodeDiscovery refuses any other.
+const discoveryFormat = 1
+
+// discoveryWire is Encode's shape. The documents are kept as they came ([]byte: base64), and
+// a document not served is null, apart from an empty one.
+type discoveryWire struct {
+	Format                int    `json:"format"`
+	ServiceProviderConfig []byte `json:"serviceProviderConfig"`
+	ResourceTypes         []byte `json:"resourceTypes"`
+	Schemas               []byte `json:"schemas"`
+}
+
+// Encode writes the documents as a versioned JSON value, for keeping them.
+func (d Discovery) Encode() ([]byte, error) {
+	return json.Marshal(discoveryWire{Format: discoveryFormat, ServiceProviderConfig: d.ServiceProviderConfig,
+		ResourceTypes: d.ResourceTypes, Schemas: d.Schemas})
+}
+
+// DecodeDiscovery reads what Encode wrote.
+func DecodeDiscovery(data []byte) (Discovery, error) {
+	var w discoveryWire
+	if err := json.Unmarshal(data, &w); err != nil {
+		return Discovery{}, fmt.Errorf("scim: stored discovery: %w", err)
+	}
+	if w.Format != discoveryFormat {
+		return Discovery{}, fmt.Errorf("scim: stored discovery: format %d, this build reads %d", w.Format, discoveryFormat)
+	}
+	if w.ServiceProviderConfig == nil {
+		return Discovery{}, errors.New("scim: stored discovery: no /ServiceProviderConfig")
+	}
+	d := Discovery{ServiceProviderConfig: w.ServiceProviderConfig, ResourceTypes: w.ResourceTypes, Schemas: w.Schemas}
+	if d.ResourceTypes == nil {
+		d.Schemas = nil // no /Schemas is read without /ResourceTypes
+	}
+	return d, nil
 }
 
 func (caps *Capabilities) addResourceTypes(rts []resourceType) {

@@ -4,6 +4,8 @@
 // Layout (schema version 4); every value is JSON, copied out of its transaction:
 //
 //	meta                "schema_version" -> decimal string
+//	                    "target_discovery" -> Discovery    the target's discovery documents,
+//	                                                        kept between full reconciles
 //	links               externalId -> Link        users the sync created or adopted on the target
 //	link_names          lower(userName) -> externalId      index of links (v2)
 //	link_targets        target id -> externalId            index of links (v2)

@@ -85,6 +85,8 @@ type applier struct {
 	// deadline is the run's context: writes cut by sync.max_run_time are not failures, just not
 	// done (their intents tell the next run what to look up)
 	deadline context.Context
+	// refused is the first write the target refused (refusedWrite), set by the commit loops
+	refused string
 }
 
 // Apply executes plan. Writes are sent by target.concurrency workers; before a batch goes out
@@ -148,6 +150,9 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 			}
 		}
 	}
+	if err := a.keepDiscovery(); err != nil && outErr == nil {
+		outErr = err
+	}
 	if outErr == nil && a.plan.GroupsBlocked != nil {
 		run.Result, outErr = "stopped", fmt.Errorf("sync: %w: %s", ErrSafetyLimit, a.plan.GroupsBlocked.Message)
 		run.Errors = append(run.Errors, a.plan.GroupsBlocked.Message)
@@ -160,6 +165,39 @@ func (e *Engine) Apply(ctx context.Context, plan *Plan, progress Progress) (*Res
 		outErr = err
 	}
 	return res, outErr
+}
+
+// keepDiscovery keeps the discovery this run asked the target for, so the delta runs that
+// follow need not ask again. A write the target refused forgets any kept one instead: a target
+// that refuses what its documents let us send may have changed them, and must not be written
+// with stale capabilities until the next full reconcile.
+func (a *applier) keepDiscovery() error {
+	if a.refused != "" {
+		a.e.log.Warn("the target refused a write; its capabilities are read again at the next run",
+			zap.String("refused", a.refused))
+		return a.e.store.ClearDiscovery()
+	}
+	if a.plan.fetched == nil {
+		return nil
+	}
+	return a.e.store.SetDiscovery(*a.plan.fetched)
+}
+
+// refusedWrite reports whether a write failed because the target refused it (a 4xx other than
+// 404, 409, 412 and 428, which are about the resource's existence or version, or a 501), rather
+// than because it failed or the resource moved on.
+func refusedWrite(err error) bool {
+	var ae *scimclient.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusPreconditionRequired:
+		return false
+	case http.StatusNotImplemented:
+		return true
+	}
+	return ae.Status >= 400 && ae.Status < 500
 }
 
 // refresh records the plan's state-only items.
@@ -416,6 +454,9 @@ func (a *applier) commitLoop(results <-chan outcome, res *Result, done *int, tot
 					a.stop(o.err)
 				}
 				msg := a.e.redact(o.err.Error())
+				if a.refused == "" && refusedWrite(o.err) {
+					a.refused = msg
+				}
 				res.Failed = append(res.Failed, ItemError{Kind: o.it.Kind, UserName: o.it.Name, ExternalID: o.it.ExternalID,
 					TargetID: o.it.TargetID, Action: o.it.Action, Changes: o.it.Changes, Error: msg})
 				a.e.log.Error("change failed", zap.String("kind", string(o.it.Kind)), zap.String("name", o.it.Name),

@@ -31,9 +31,12 @@ type Source interface {
 
 var _ Source = (*ldap.Client)(nil)
 
-// Target is the SCIM endpoint as the reconciler needs it.
+// Target is the SCIM endpoint as the reconciler needs it. Its discovery documents are fetched
+// apart from being read, so a delta run can read the ones kept in state instead, and Use tells
+// the client the capabilities a run goes by.
 type Target interface {
-	Discover(ctx context.Context) (scimclient.Capabilities, error)
+	FetchDiscovery(ctx context.Context) (scimclient.Discovery, error)
+	Use(caps scimclient.Capabilities)
 	ListWith(ctx context.Context, ep scimclient.Endpoint, opts scimclient.ListOptions, fn func(scimclient.Resource) error) error
 	Find(ctx context.Context, ep scimclient.Endpoint, attr, value string) ([]scimclient.Resource, error)
 	Get(ctx context.Context, ep scimclient.Endpoint, id string) (scimclient.Resource, error)

@@ -25,6 +25,9 @@ func (e *Engine) planOne(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		}
 		plan = p.plan
 		p.plan.Mode, p.reconcile = "user", true
+		if err := p.discover(true); err != nil {
+			return err
+		}
 		p.plan.Target = -1
 		p.target = newRemoteLookup(e.target, p.pay)
 		p.claims.held = p.heldName

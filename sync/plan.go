@@ -141,6 +141,12 @@ type ReadInfo struct {
 	Entries       int    `json:"entries"` // changes read
 }
 
+// DiscoveryInfo says where a run's target capabilities came from.
+type DiscoveryInfo struct {
+	FetchedAt time.Time `json:"fetched_at"`     // when the target served its discovery documents
+	Kept      bool      `json:"kept,omitempty"` // read from state: this run did not ask the target
+}
+
 // Plan is the value the dry run prints and apply executes. Its items live in a spool (in
 // memory, on disk when large) so a plan of 100,000 creates does not sit in the heap; Close it.
 type Plan struct {
@@ -152,6 +158,7 @@ type Plan struct {
 	Blocked       *Block                  `json:"blocked,omitempty"`
 	GroupsBlocked *Block                  `json:"groups_blocked,omitempty"` // group deletions over the limit
 	GroupRead     *ReadInfo               `json:"group_read,omitempty"`
+	Discovery     *DiscoveryInfo          `json:"discovery,omitempty"` // the target's capabilities
 	Summary       map[Action]int          `json:"summary"`
 	Kinds         map[Kind]map[Action]int `json:"kinds"`
 	Unchanged     int                     `json:"unchanged"` // users
@@ -167,6 +174,7 @@ type Plan struct {
 	// and the cursor to store once everything is applied
 	caps        scimclient.Capabilities
 	payload     payload
+	fetched     *state.Discovery // the discovery this run asked for, to keep once applied
 	cursor      *cursorUpdate
 	groupCursor *cursorUpdate
 	groupsKnown int

@@ -98,7 +98,8 @@ func (e *Engine) Plan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	e.log.Info("plan ready", zap.String("mode", plan.Mode), zap.String("read", plan.Read.Mechanism),
-		zap.Int("entries", plan.Read.Entries), zap.Int("target", plan.Target), zap.Duration("took", time.Since(started)),
+		zap.Int("entries", plan.Read.Entries), zap.Int("target", plan.Target), zap.Bool("capabilities_kept", plan.Discovery.Kept),
+		zap.Duration("took", time.Since(started)),
 		zap.Uint64("heap_mib", ms.HeapInuse>>20))
 	return plan, nil
 }
@@ -121,18 +122,11 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 	if err != nil {
 		return nil, err
 	}
-	caps, err := e.target.Discover(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sync: %w: discover: %w", ErrTargetFailed, err)
-	}
-	pay, warnings := newPayload(e.mapping, caps)
-	p := &planner{e: e, ctx: ctx, v: v, opts: opts, pay: pay, overrides: overrides,
+	p := &planner{e: e, ctx: ctx, v: v, opts: opts, overrides: overrides,
 		overlay: map[string]*state.Link{}, claims: newClaims(e.mapping), seen: map[idKey]string{}, relinked: map[string]bool{}}
 	p.claims.dnOf = func(ext string) string { return p.seen[keyOf(ext)] }
 	p.fp = withOverrides(e.fingerprint, overrides)
 	p.plan = newPlan("delta")
-	p.plan.Warnings = warnings
-	p.plan.caps, p.plan.payload = caps, pay
 	p.plan.Known = v.CountLinks(state.LinkUser)
 	if e.groups != nil && opts.OnlyUser == "" {
 		p.readUsers, p.readUIDs = map[dnDigest]idKey{}, map[string]idKey{}
@@ -151,6 +145,72 @@ func (e *Engine) newPlanner(ctx context.Context, v *state.View, opts PlanOptions
 		}
 	}
 	return p, nil
+}
+
+// maxKeptDiscovery bounds the discovery documents kept in state (the built-in server's are
+// about 30 KiB): a target that serves more is asked again at every run instead.
+const maxKeptDiscovery = 4 << 20
+
+// discover learns the target's capabilities and the payload they allow. A delta run (fresh
+// false) goes by the discovery kept in state when one was fetched under this configuration;
+// a full reconcile, a run of one user and a delta without a usable kept discovery ask the
+// target, and Apply keeps what they fetched. A target that refuses a write loses its kept
+// discovery (Apply), so a changed schema is read again at the next run, not a day later.
+func (p *planner) discover(fresh bool) error {
+	caps, kept, ok := p.keptCapabilities(fresh)
+	if ok {
+		p.plan.Discovery = &DiscoveryInfo{FetchedAt: kept, Kept: true}
+		p.e.log.Debug("target capabilities from the discovery kept in state", zap.Time("fetched", kept))
+	} else {
+		d, err := p.e.target.FetchDiscovery(p.ctx)
+		if err == nil {
+			caps, err = d.Capabilities()
+		}
+		if err != nil {
+			return fmt.Errorf("sync: %w: discover: %w", ErrTargetFailed, err)
+		}
+		now := p.e.now().UTC()
+		p.plan.Discovery = &DiscoveryInfo{FetchedAt: now}
+		p.e.log.Debug("target capabilities from the target's discovery", zap.Time("fetched", now))
+		if size := d.Size(); size > maxKeptDiscovery {
+			p.e.log.Debug("the target's discovery documents are too large to keep; every run asks for them",
+				zap.Int("bytes", size), zap.Int("limit", maxKeptDiscovery))
+		} else if data, err := d.Encode(); err == nil {
+			p.plan.fetched = &state.Discovery{Data: data, FetchedAt: now, Config: p.fp}
+		}
+	}
+	p.e.target.Use(caps)
+	pay, warnings := newPayload(p.e.mapping, caps)
+	p.pay = pay
+	p.plan.Warnings = append(p.plan.Warnings, warnings...)
+	p.plan.caps, p.plan.payload = caps, pay
+	return nil
+}
+
+// keptCapabilities reads the discovery kept in state, when a delta may use it: kept under this
+// run's configuration fingerprint (which names the target) and readable. It reports when the
+// target served it.
+func (p *planner) keptCapabilities(fresh bool) (scimclient.Capabilities, time.Time, bool) {
+	if fresh {
+		return scimclient.Capabilities{}, time.Time{}, false
+	}
+	kept, ok, err := p.v.Discovery()
+	if err == nil && ok && kept.Config != p.fp {
+		p.e.log.Debug("the kept target discovery is of another configuration; asking the target")
+		ok = false
+	}
+	var caps scimclient.Capabilities
+	if err == nil && ok {
+		var d scimclient.Discovery
+		if d, err = scimclient.DecodeDiscovery(kept.Data); err == nil {
+			caps, err = d.Capabilities()
+		}
+	}
+	if err != nil {
+		p.e.log.Warn("the kept target discovery is unreadable; asking the target", zap.Error(err))
+		return scimclient.Capabilities{}, time.Time{}, false
+	}
+	return caps, kept.FetchedAt, ok
 }
 
 // link returns the link of ext as this run sees it: state, corrected by recovered intents.
@@ -187,6 +247,10 @@ func (p *planner) run() error {
 	if p.reconcile {
 		p.plan.Mode = "full"
 		ldapCur = nil
+	}
+	// decided only now: a delta may go by the capabilities kept from the last discovery
+	if err := p.discover(p.reconcile); err != nil {
+		return err
 	}
 
 	if err := p.recoverIntents(); err != nil {

@@ -140,6 +140,13 @@ func (e *env) resetLog() {
 	e.mu.Unlock()
 }
 
+// allRequests is every request since the last reset, discovery included.
+func (e *env) allRequests() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.requests...)
+}
+
 // requestLog is every request since the last reset, discovery (/ServiceProviderConfig,
 // /ResourceTypes, /Schemas) left out.
 func (e *env) requestLog() []string {
@@ -203,7 +210,7 @@ func (e *env) engine(o runOpts) (*scimsync.Engine, func()) {
 		e.t.Fatal(err)
 	}
 	eng, err := scimsync.New(scfg, mapping, src, e.newClient(), st, e.logger(),
-		scimsync.Options{Concurrency: 4, Now: func() time.Time { return e.clock }, Groups: o.groups})
+		scimsync.Options{Concurrency: 4, Now: func() time.Time { return e.clock }, Groups: o.groups, Target: e.targetURL})
 	if err != nil {
 		e.t.Fatal(err)
 	}
