@@ -184,15 +184,17 @@ func (a *applier) keepDiscovery() error {
 }
 
 // refusedWrite reports whether a write failed because the target refused it (a 4xx other than
-// 404, 409, 412 and 428, which are about the resource's existence or version, or a 501), rather
-// than because it failed or the resource moved on.
+// 404, 409, 412 and 428, which are about the resource's existence or version, and 401 and 429,
+// which are about the token and the pace; or a 501), rather than because it failed or the
+// resource moved on.
 func refusedWrite(err error) bool {
 	var ae *scimclient.APIError
 	if !errors.As(err, &ae) {
 		return false
 	}
 	switch ae.Status {
-	case http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusPreconditionRequired:
+	case http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusPreconditionRequired,
+		http.StatusUnauthorized, http.StatusTooManyRequests:
 		return false
 	case http.StatusNotImplemented:
 		return true

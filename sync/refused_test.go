@@ -19,7 +19,7 @@ func TestRefusedWrite(t *testing.T) {
 		want bool
 	}{
 		{api(400), true}, {api(403), true}, {api(413), true}, {api(422), true}, {api(501), true},
-		{api(404), false}, {api(409), false}, {api(412), false}, {api(428), false},
+		{api(404), false}, {api(409), false}, {api(412), false}, {api(428), false}, {api(401), false}, {api(429), false},
 		{api(500), false}, {api(503), false}, {api(302), false},
 		{fmt.Errorf("create: %w: %w", scimclient.ErrOutcomeUnknown, &scimclient.APIError{Status: 502}), false},
 		{errors.Join(scimclient.ErrCircuitOpen, &scimclient.APIError{Status: 400}), true},
