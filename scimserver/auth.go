@@ -148,8 +148,10 @@ func (a *authLogger) failed(r *http.Request, reason string) {
 // metrics are created with the server and registered only where the caller has a registry
 // (the daemon's), never on a global one.
 type metrics struct {
-	authFailures *prometheus.CounterVec
-	refused      *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	commitSeconds prometheus.Histogram
+	commitWrites  prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -158,9 +160,15 @@ func newMetrics() *metrics {
 			Help: "Requests to the SCIM server refused for a missing, malformed or unknown bearer token."}, []string{"reason"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scimsync_scim_server_refused_total",
 			Help: "Requests to the SCIM server refused by a configured limit, by the limit's key."}, []string{"limit"}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scimsync_scim_server_commit_seconds",
+			Help:    "Time of each group-commit transaction of the SCIM server's writes, its fsync included: what a write waits for before it is acknowledged (a slow disk shows here first).",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5}}),
+		commitWrites: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "scimsync_scim_server_commit_writes",
+			Help:    "Resource writes sharing one group-commit transaction (one fsync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13)}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.authFailures, m.refused}
+	return []prometheus.Collector{m.authFailures, m.refused, m.commitSeconds, m.commitWrites}
 }

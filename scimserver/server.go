@@ -87,6 +87,10 @@ func NewServer(cfg ServerConfig, st *state.Store, log *zap.Logger) (*Server, err
 		}
 	}
 	s.authLog = newAuthLogger(s.log, s.red, time.Now)
+	st.ObserveCommits(func(took time.Duration, writes int) {
+		s.metrics.commitSeconds.Observe(took.Seconds())
+		s.metrics.commitWrites.Observe(float64(writes))
+	})
 	// Entra sends booleans as strings ("False"); elimity's validation accepts them only with
 	// this switch, a package-level setting of the library.
 	schema.SetAllowStringValues(true)

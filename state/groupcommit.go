@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	gosync "sync"
+	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -34,6 +36,17 @@ type committer struct {
 	once    gosync.Once
 	mu      gosync.RWMutex // closing takes it exclusively; senders share it
 	closed  bool
+	// observe, when set, is told each transaction's duration (fsync included) and writes
+	observe atomic.Pointer[func(time.Duration, int)]
+}
+
+// ObserveCommits has fn told, after every group-commit transaction, how long it took (its
+// fsync included) and how many writes it carried: what a durable write waits for. One observer;
+// a later call replaces it. A read-only store never commits.
+func (s *Store) ObserveCommits(fn func(took time.Duration, writes int)) {
+	if s.commits != nil {
+		s.commits.observe.Store(&fn)
+	}
 }
 
 func newCommitter(db *bolt.DB) *committer {
@@ -104,7 +117,11 @@ func (c *committer) loop() {
 				break gather
 			}
 		}
+		start := time.Now()
 		c.run(batch)
+		if fn := c.observe.Load(); fn != nil {
+			(*fn)(time.Since(start), n)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	gosync "sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -146,5 +147,46 @@ func TestMigrationFromVersion1DropsPasswords(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestObserveCommitsCountsEveryWrite: the observer hears of every transaction, and the writes
+// it reports add up to what was committed.
+func TestObserveCommitsCountsEveryWrite(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu gosync.Mutex
+	writes, commits := 0, 0
+	s.ObserveCommits(func(took time.Duration, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if took <= 0 || n <= 0 {
+			t.Errorf("observed %s and %d writes", took, n)
+		}
+		writes += n
+		commits++
+	})
+	var wg gosync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				id := fmt.Sprintf("%d-%d", w, i)
+				if err := s.CommitResources(context.Background(), ResourceWrite{Kind: KindUser, ID: id, Data: []byte("{}")},
+					ResourceWrite{Kind: KindGroup, ID: id, Data: []byte("{}")}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if writes != 160 || commits == 0 || commits > 80 {
+		t.Fatalf("observed %d writes in %d commits, want 160 in 1 to 80", writes, commits)
 	}
 }
