@@ -2,6 +2,7 @@ package scim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	gosync "sync"
 	"unicode"
@@ -26,10 +27,18 @@ func ValidateUser(doc Doc) *ValidationError {
 	if strings.TrimSpace(name) == "" {
 		return &ValidationError{Attribute: "userName", Rule: "required", Detail: "is empty"}
 	}
-	for k, v := range flatten(doc, "") {
-		if strings.IndexFunc(v, unicode.IsControl) >= 0 {
-			return &ValidationError{Attribute: k, Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", v)}
+	if anyString(doc, hasControl) {
+		// found: name the first offending attribute in sorted order, so the message is stable
+		var bad []string
+		vals := map[string]string{}
+		for k, v := range flatten(doc, "") {
+			if hasControl(v) {
+				bad = append(bad, k)
+				vals[k] = v
+			}
 		}
+		slices.Sort(bad)
+		return &ValidationError{Attribute: bad[0], Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", vals[bad[0]])}
 	}
 	if list, ok := doc["emails"].([]any); ok {
 		for _, el := range list {
@@ -56,6 +65,30 @@ func ValidateUser(doc Doc) *ValidationError {
 // compiles a regular expression per attribute name, which cost more than everything else
 // planning a create does.
 var validationSchema = gosync.OnceValue(UserResourceSchema)
+
+func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
+
+// anyString reports whether pred holds for any string in v, walking it without building the
+// paths flatten builds: every create is checked, and almost none has anything to report.
+func anyString(v any, pred func(string) bool) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			if anyString(x, pred) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if anyString(x, pred) {
+				return true
+			}
+		}
+	case string:
+		return pred(v)
+	}
+	return false
+}
 
 func flatten(v any, prefix string) map[string]string {
 	out := map[string]string{}
