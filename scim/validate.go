@@ -29,16 +29,14 @@ func ValidateUser(doc Doc) *ValidationError {
 	}
 	if anyString(doc, hasControl) {
 		// found: name the first offending attribute in sorted order, so the message is stable
-		var bad []string
-		vals := map[string]string{}
-		for k, v := range flatten(doc, "") {
+		var bad [][2]string
+		eachString(doc, "", func(path, v string) {
 			if hasControl(v) {
-				bad = append(bad, k)
-				vals[k] = v
+				bad = append(bad, [2]string{path, v})
 			}
-		}
-		slices.Sort(bad)
-		return &ValidationError{Attribute: bad[0], Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", vals[bad[0]])}
+		})
+		first := slices.MinFunc(bad, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+		return &ValidationError{Attribute: first[0], Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", first[1])}
 	}
 	if list, ok := doc["emails"].([]any); ok {
 		for _, el := range list {
@@ -90,8 +88,9 @@ func anyString(v any, pred func(string) bool) bool {
 	return false
 }
 
-func flatten(v any, prefix string) map[string]string {
-	out := map[string]string{}
+// eachString calls fn with every string in v and its path (a.b[0].c). Paths are not unique (a
+// key may contain a dot), which is why nothing here is keyed by them.
+func eachString(v any, prefix string, fn func(path, v string)) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, x := range v {
@@ -99,18 +98,13 @@ func flatten(v any, prefix string) map[string]string {
 			if prefix != "" {
 				p = prefix + "." + k
 			}
-			for fk, fv := range flatten(x, p) {
-				out[fk] = fv
-			}
+			eachString(x, p, fn)
 		}
 	case []any:
 		for i, x := range v {
-			for fk, fv := range flatten(x, fmt.Sprintf("%s[%d]", prefix, i)) {
-				out[fk] = fv
-			}
+			eachString(x, fmt.Sprintf("%s[%d]", prefix, i), fn)
 		}
 	case string:
-		out[prefix] = v
+		fn(prefix, v)
 	}
-	return out
 }

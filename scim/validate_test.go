@@ -27,6 +27,12 @@ func TestValidateUser(t *testing.T) {
 			d["title"] = "x\ny"
 			d["displayName"] = "a\rb"
 		}, "displayName", "no control characters"},
+		{"a key whose path another key also has", func(d Doc) {
+			// "name.familyName" (a key with a dot) and name.familyName flatten to one path
+			d["name.familyName"] = "ok"
+			d["name"].(map[string]any)["familyName"] = "x\x01y"
+		}, "name.familyName", "no control characters"},
+		{"an empty key", func(d Doc) { d[""] = map[string]any{"title": "x\x01y"}; d["title"] = "ok" }, "title", "no control characters"},
 		{"CR in a multi-valued attribute", func(d Doc) { d["emails"].([]any)[0].(map[string]any)["value"] = "a\r@x.org" }, "emails[0].value", "no control characters"},
 		{"not an email", func(d Doc) { d["emails"].([]any)[0].(map[string]any)["value"] = "alice" }, `emails[type eq "work"].value`, "email address"},
 	} {
