@@ -183,23 +183,29 @@ func (a *applier) keepDiscovery() error {
 	return a.e.store.SetDiscovery(*a.plan.fetched)
 }
 
-// refusedWrite reports whether a write failed because the target refused it (a 4xx other than
-// 404, 409, 412 and 428, which are about the resource's existence or version, and 401 and 429,
-// which are about the token and the pace; or a 501), rather than because it failed or the
-// resource moved on.
+// refusedWrite reports whether a write failed in a way that says the target's capabilities may
+// have changed: a 501 or 405 (PATCH or the endpoint gone), or a 400 about the request's shape
+// (invalidSyntax, invalidPath, noTarget, mutability, or no scimType at all), which is what a
+// target answers for an attribute it no longer declares. A 400 about one user's data
+// (invalidValue, uniqueness, tooMany, invalidVers, sensitive), a 403 or 413, and the statuses
+// about existence, versions, the token or the pace say nothing about the schema: counting them
+// would re-read the discovery at every run while one user's bad value keeps failing.
 func refusedWrite(err error) bool {
 	var ae *scimclient.APIError
 	if !errors.As(err, &ae) {
 		return false
 	}
 	switch ae.Status {
-	case http.StatusNotFound, http.StatusConflict, http.StatusPreconditionFailed, http.StatusPreconditionRequired,
-		http.StatusUnauthorized, http.StatusTooManyRequests:
-		return false
-	case http.StatusNotImplemented:
+	case http.StatusNotImplemented, http.StatusMethodNotAllowed:
+		return true
+	case http.StatusBadRequest:
+		switch strings.ToLower(ae.ScimType) {
+		case "invalidvalue", "uniqueness", "toomany", "invalidvers", "sensitive":
+			return false
+		}
 		return true
 	}
-	return ae.Status >= 400 && ae.Status < 500
+	return false
 }
 
 // refresh records the plan's state-only items.
