@@ -117,17 +117,29 @@ func (c *committer) loop() {
 				break gather
 			}
 		}
-		start := time.Now()
 		c.run(batch)
-		if fn := c.observe.Load(); fn != nil {
-			(*fn)(time.Since(start), n)
-		}
 	}
 }
 
 // run commits batch in one transaction; when that fails it commits each request alone so only
-// the faulty one reports the error.
+// the faulty one reports the error. The observer hears of a transaction before its writers are
+// answered, so a caller that sees its write acknowledged also finds it counted.
 func (c *committer) run(batch []*commitRequest) {
+	err := c.commit(batch)
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- c.commit([]*commitRequest{r})
+	}
+}
+
+// commit applies batch in one transaction and tells the observer how long it took.
+func (c *committer) commit(batch []*commitRequest) error {
+	start := time.Now()
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			if err := applyWrites(tx, r.writes); err != nil {
@@ -136,15 +148,14 @@ func (c *committer) run(batch []*commitRequest) {
 		}
 		return nil
 	})
-	if err == nil || len(batch) == 1 {
+	if fn := c.observe.Load(); fn != nil {
+		n := 0
 		for _, r := range batch {
-			r.done <- err
+			n += len(r.writes)
 		}
-		return
+		(*fn)(time.Since(start), n)
 	}
-	for _, r := range batch {
-		r.done <- c.db.Update(func(tx *bolt.Tx) error { return applyWrites(tx, r.writes) })
-	}
+	return err
 }
 
 // close stops accepting commits, finishes the queued ones and waits for the loop to end.
