@@ -262,8 +262,9 @@ func (s *desiredSpool) each(fn func(spooledDesired) error) error {
 }
 
 // maxDesiredRecord bounds one spooled user (a spool is only ever read back by the process that
-// wrote it; the bound keeps a damaged temporary file from asking for any amount of memory).
-const maxDesiredRecord = 1 << 30
+// wrote it; the bound keeps a damaged temporary file from asking for any amount of memory):
+// 64 MiB holds any directory entry a rule could select by filter, photos included.
+const maxDesiredRecord = 64 << 20
 
 // The desired spool holds 100,000 users between the two passes and is read twice: it is a
 // length-prefixed binary record per user rather than JSON, whose encoding and decoding cost
@@ -354,7 +355,8 @@ func (r *recordReader) byte() byte {
 }
 
 // count reads a number of elements, each at least one byte long: a count the rest of the
-// record cannot hold is an error, never an allocation.
+// record cannot hold is an error. Callers allocate for at most preallocMax of them up front
+// and grow with the data, so a damaged count costs no more memory than the record's bytes.
 func (r *recordReader) count() int {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
@@ -364,27 +366,38 @@ func (r *recordReader) count() int {
 	return int(n)
 }
 
+// preallocMax is the most elements a decoded count allocates for before the data confirms them.
+const preallocMax = 64
+
 func decodeDesired(b []byte) (spooledDesired, error) {
 	r := recordReader{b: b}
 	var v spooledDesired
 	v.D.ExternalID, v.D.DN, v.D.UUID = r.string(), r.string(), r.string()
 	v.D.Active = r.byte() == 1
 	n := r.count()
-	v.D.Values = make(map[string]string, n)
+	v.D.Values = make(map[string]string, min(n, preallocMax))
 	for range n {
 		k := r.string()
-		v.D.Values[k] = r.string()
+		if v.D.Values[k] = r.string(); r.err != nil {
+			break
+		}
 	}
 	if r.byte() == 1 {
 		n := r.count()
-		v.Entry = &entryRef{Attrs: make(map[string][]string, n)}
+		v.Entry = &entryRef{Attrs: make(map[string][]string, min(n, preallocMax))}
 		for range n {
 			name := r.string()
-			vals := make([]string, r.count())
-			for i := range vals {
-				vals[i] = r.string()
+			m := r.count()
+			vals := make([]string, 0, min(m, preallocMax))
+			for range m {
+				if vals = append(vals, r.string()); r.err != nil {
+					break
+				}
 			}
 			v.Entry.Attrs[name] = vals
+			if r.err != nil {
+				break
+			}
 		}
 	}
 	if r.err == nil && len(r.b) > 0 {
