@@ -23,13 +23,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -117,28 +119,39 @@ var targetCPU string
 const pinnedEnv = "SCIMSYNC_BENCH_PINNED"
 
 // pinTarget gives the target a CPU of its own, as an independent SCIM server on another machine
-// would have: the bench re-executes itself on every CPU but the last (so its load generator,
+// would have: the bench re-executes itself on every CPU it may use but the last (so its load generator,
 // slapd, ldapsearch and the sync processes, which inherit the mask, stay there), and starts each
 // server on the last one. Without it, on a 2-CPU machine whatever the client spends is taken from
 // the server, and "the target's rate" measures the sum of both. It reports false when the
-// machine has a single CPU or taskset is missing.
+// process may use a single CPU or taskset is missing.
 func pinTarget() (bool, error) {
 	if cpu := os.Getenv(pinnedEnv); cpu != "" {
-		// re-executed: runtime.NumCPU now counts only the CPUs this process may use
+		// re-executed: this process now runs only on the others
 		targetCPU = cpu
 		return true, nil
 	}
-	n := runtime.NumCPU()
+	// the CPUs this process may use (a container or an outer taskset may allow only some)
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return false, nil
+	}
+	var cpus []string
+	for c := 0; c < 1024; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, strconv.Itoa(c))
+		}
+	}
 	taskset, err := exec.LookPath("taskset")
-	if n < 2 || err != nil {
+	if len(cpus) < 2 || err != nil {
 		return false, nil
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return false, err
 	}
-	args := append([]string{"taskset", "-c", fmt.Sprintf("0-%d", n-2), self}, os.Args[1:]...)
-	return false, syscall.Exec(taskset, args, append(os.Environ(), fmt.Sprintf("%s=%d", pinnedEnv, n-1)))
+	target, others := cpus[len(cpus)-1], strings.Join(cpus[:len(cpus)-1], ",")
+	args := append([]string{"taskset", "-c", others, self}, os.Args[1:]...)
+	return false, syscall.Exec(taskset, args, append(os.Environ(), pinnedEnv+"="+target))
 }
 
 // server is one `scimsync serve` process under test.
