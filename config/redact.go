@@ -122,16 +122,21 @@ func (r *Redactor) Redact(s string) string {
 		return s
 	}
 	// A replacement can complete a secret that overlaps the marker ("]x" in "<secret>x"):
-	// repeat until nothing changes. A secret inside the marker itself would grow forever,
-	// hence the bound.
+	// repeat until nothing changes, when no secret is left (the replacer would have changed
+	// any occurrence). A secret the marker keeps re-forming ("0[" after a run of zeros, or a
+	// secret inside the marker) need not settle: then the whole text is withheld, since a
+	// secret must never be shown.
 	for range 8 {
 		out := rep.Replace(s)
 		if out == s {
-			break
+			return s
 		}
 		s = out
 	}
-	return s
+	if rep.Replace(s) == s {
+		return s
+	}
+	return Redacted
 }
 
 // minSecretPrefix is the shortest start of a secret MaskTail hides: shorter ones would match
