@@ -101,17 +101,25 @@ func (s *spool) each(k segKey, fn func(Item) error) error {
 		}
 		return nil
 	}
-	var readers []io.Reader
-	if seg.file != nil {
-		// a section reader: iterating never moves the write offset used by add
-		info, err := seg.file.Stat()
-		if err != nil {
-			return fmt.Errorf("sync: plan spool: %w", err)
-		}
-		readers = append(readers, io.NewSectionReader(seg.file, 0, info.Size()))
+	r, err := seg.reader()
+	if err != nil {
+		return fmt.Errorf("sync: plan spool: %w", err)
 	}
-	readers = append(readers, bytes.NewReader(seg.buf.Bytes()))
-	return decodeItems(io.MultiReader(readers...), fn)
+	return decodeItems(r, fn)
+}
+
+// reader reads the segment from its start: the spilled part, then what is still in memory. A
+// section reader never moves the write offset the spill uses.
+func (seg *segment) reader() (io.Reader, error) {
+	mem := bytes.NewReader(seg.buf.Bytes())
+	if seg.file == nil {
+		return mem, nil
+	}
+	info, err := seg.file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return io.MultiReader(io.NewSectionReader(seg.file, 0, info.Size()), mem), nil
 }
 
 // eachRaw calls fn with the segment's items as their JSON encoding, in each's order: large
@@ -130,16 +138,11 @@ func (s *spool) eachRaw(k segKey, fn func([]byte) error) error {
 			return fn(raw)
 		})
 	}
-	var readers []io.Reader
-	if seg.file != nil {
-		info, err := seg.file.Stat()
-		if err != nil {
-			return fmt.Errorf("sync: plan spool: %w", err)
-		}
-		readers = append(readers, io.NewSectionReader(seg.file, 0, info.Size()))
+	r, err := seg.reader()
+	if err != nil {
+		return fmt.Errorf("sync: plan spool: %w", err)
 	}
-	readers = append(readers, bytes.NewReader(seg.buf.Bytes()))
-	br := bufio.NewReaderSize(io.MultiReader(readers...), 64<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 1 {
@@ -225,16 +228,11 @@ func (s *desiredSpool) add(v spooledDesired) error {
 }
 
 func (s *desiredSpool) each(fn func(spooledDesired) error) error {
-	var readers []io.Reader
-	if s.seg.file != nil {
-		info, err := s.seg.file.Stat()
-		if err != nil {
-			return err
-		}
-		readers = append(readers, io.NewSectionReader(s.seg.file, 0, info.Size()))
+	r, err := s.seg.reader()
+	if err != nil {
+		return fmt.Errorf("sync: desired spool: %w", err)
 	}
-	readers = append(readers, bytes.NewReader(s.seg.buf.Bytes()))
-	br := bufio.NewReaderSize(io.MultiReader(readers...), 64<<10)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var rec []byte
 	for {
 		size, err := binary.ReadUvarint(br)
