@@ -30,7 +30,7 @@ import (
 // The empty DN (the root DSE) normalises to "".
 func NormalizeDN(dn string) (string, error) {
 	if simpleDN(dn) {
-		return asciiLower(dn), nil
+		return strings.ToLower(dn), nil // ASCII only: no allocation when already lower case
 	}
 	return normalizeParsed(dn)
 }
