@@ -2,7 +2,6 @@ package scim
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	gosync "sync"
 	"unicode"
@@ -29,14 +28,14 @@ func ValidateUser(doc Doc) *ValidationError {
 	}
 	if anyString(doc, hasControl) {
 		// found: name the first offending attribute in sorted order, so the message is stable
-		var bad [][2]string
-		eachString(doc, "", func(path, v string) {
-			if hasControl(v) {
-				bad = append(bad, [2]string{path, v})
+		var path, value string
+		found := false
+		eachString(doc, "", func(p, v string) {
+			if hasControl(v) && (!found || p < path) {
+				path, value, found = p, v, true
 			}
 		})
-		first := slices.MinFunc(bad, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
-		return &ValidationError{Attribute: first[0], Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", first[1])}
+		return &ValidationError{Attribute: path, Rule: "no control characters", Detail: fmt.Sprintf("%q contains a control character", value)}
 	}
 	if list, ok := doc["emails"].([]any); ok {
 		for _, el := range list {

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -38,8 +37,7 @@ func (v *View) Discovery() (Discovery, bool, error) {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return Discovery{}, false, fmt.Errorf("state: target discovery: %w", err)
 	}
-	d.Data = bytes.Clone(d.Data)
-	return d, true, nil
+	return d, true, nil // Unmarshal copied Data out of the mapped page
 }
 
 // SetDiscovery keeps d in place of any earlier one.

@@ -175,7 +175,9 @@ func (p *planner) discover(fresh bool) error {
 		if size := d.Size(); size > maxKeptDiscovery {
 			p.e.log.Debug("the target's discovery documents are too large to keep; every run asks for them",
 				zap.Int("bytes", size), zap.Int("limit", maxKeptDiscovery))
-		} else if data, err := d.Encode(); err == nil {
+		} else if data, err := d.Encode(); err != nil {
+			p.e.log.Warn("the target's discovery documents cannot be kept; every run asks for them", zap.Error(err))
+		} else {
 			p.plan.fetched = &state.Discovery{Data: data, FetchedAt: now, Config: p.fp}
 		}
 	}

@@ -159,21 +159,17 @@ func (s *spool) eachRaw(k segKey, fn func([]byte) error) error {
 	}
 }
 
+// decodeItems reads r as JSON lines, one Item each, and hands them to fn in order.
 func decodeItems(r io.Reader, fn func(Item) error) error {
-	return decodeLines(r, "plan spool", fn)
-}
-
-// decodeLines reads r as JSON lines, one T each, and hands them to fn in order.
-func decodeLines[T any](r io.Reader, what string, fn func(T) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
-			var v T
-			if derr := json.Unmarshal(line, &v); derr != nil {
-				return fmt.Errorf("sync: %s: %w", what, derr)
+			var it Item
+			if derr := json.Unmarshal(line, &it); derr != nil {
+				return fmt.Errorf("sync: plan spool: %w", derr)
 			}
-			if ferr := fn(v); ferr != nil {
+			if ferr := fn(it); ferr != nil {
 				return ferr
 			}
 		}
@@ -181,7 +177,7 @@ func decodeLines[T any](r io.Reader, what string, fn func(T) error) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("sync: %s: %w", what, err)
+			return fmt.Errorf("sync: plan spool: %w", err)
 		}
 	}
 }
