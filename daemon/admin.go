@@ -206,7 +206,7 @@ func (d *Daemon) adminHandler() http.Handler {
 // names it is reached by, so it checks nothing.
 func (d *Daemon) checkHost(next http.Handler) http.Handler {
 	host, _, _ := net.SplitHostPort(d.settings().Admin.Listen)
-	if !isLoopback(host) {
+	if !config.LoopbackHost(host) {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -216,17 +216,6 @@ func (d *Daemon) checkHost(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// isLoopback reports whether host (an IP or a name, no port) is a loopback address or
-// localhost.
-func isLoopback(host string) bool {
-	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // loopbackHostHeader reports whether a Host header ("127.0.0.1:9464", "[::1]:9464",
@@ -239,7 +228,7 @@ func loopbackHostHeader(h string) bool {
 	if err != nil {
 		host = h
 	}
-	return isLoopback(host)
+	return config.LoopbackHost(host)
 }
 
 // checkToken is nil when r carries the admin token; otherwise it says why not:

@@ -228,7 +228,7 @@ func (d *Daemon) Start() error {
 		d.stopServers(context.Background())
 		return fmt.Errorf("daemon: admin listen %s: %w", s.Admin.Listen, err)
 	}
-	if host, _, _ := net.SplitHostPort(s.Admin.Listen); !isLoopback(host) {
+	if host, _, _ := net.SplitHostPort(s.Admin.Listen); !config.LoopbackHost(host) {
 		d.log.Warn("admin.listen is not a loopback address: /healthz, /readyz, /metrics and the counts of /status answer anyone who reaches it, and the admin token crosses the network in clear (plain HTTP); put it behind a TLS proxy or firewall, or listen on 127.0.0.1",
 			zap.String("listen", s.Admin.Listen))
 	}
