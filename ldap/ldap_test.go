@@ -126,3 +126,28 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateKeepsURLCredentialsOut: a URL with credentials is refused, and neither that
+// problem nor an unparsable URL's repeats the password.
+func TestValidateKeepsURLCredentialsOut(t *testing.T) {
+	for u, want := range map[string]string{
+		"ldap://admin:s3cr3t-pw@ldap.example.org":     "must not carry credentials",
+		"ldap://admin:s3cr3t-pw@ldap example.org:%zz": "not a URL",
+	} {
+		cfg := ldap.DefaultConfig()
+		cfg.URL = u
+		found := false
+		for _, p := range cfg.Validate() {
+			if p.Path != "url" {
+				continue
+			}
+			found = strings.Contains(p.Msg, want)
+			if strings.Contains(p.Msg, "s3cr3t") {
+				t.Errorf("%s: the problem repeats the password: %s", u, p.Msg)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no url problem saying %q", u, want)
+		}
+	}
+}

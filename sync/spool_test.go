@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"strings"
@@ -65,4 +66,25 @@ func FuzzDecodeDesired(f *testing.F) {
 			t.Fatalf("%x decoded to %+v, which round-trips to %+v (%v)", b, v, again, err)
 		}
 	})
+}
+
+// TestDesiredSpoolDamagedRecords: a record cut short, or one claiming more than the bound, is
+// an error naming the spool, never a short success.
+func TestDesiredSpoolDamagedRecords(t *testing.T) {
+	for name, tail := range map[string][]byte{
+		"cut short":      {10, 1, 2},
+		"over the bound": binary.AppendUvarint(nil, maxDesiredRecord+1),
+	} {
+		var s desiredSpool
+		if err := s.add(spooledDesired{D: Desired{ExternalID: "a", Values: map[string]string{"userName": "a"}}}); err != nil {
+			t.Fatal(err)
+		}
+		s.seg.buf.Write(tail)
+		n := 0
+		err := s.each(func(spooledDesired) error { n++; return nil })
+		if err == nil || !strings.Contains(err.Error(), "desired spool") || n != 1 {
+			t.Errorf("%s: %d read, %v", name, n, err)
+		}
+		s.close()
+	}
 }
