@@ -76,3 +76,23 @@ func TestFailedAuthLogsABoundedCleanPath(t *testing.T) {
 		t.Errorf("fields %.200v", f)
 	}
 }
+
+// TestFailedAuthLogsNoStartOfAToken: a token that starts inside the logged part of a path is not
+// logged, not even its first characters (one line per host per 10 s, hence a server of its own).
+func TestFailedAuthLogsNoStartOfAToken(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	ts := startTestServerWith(t, "", nil, zap.New(core))
+	prefix := "/Users/" + strings.Repeat("a", maxLoggedPath-len("/scim/v2/Users/")-12)
+	resp, err := http.Get(ts.base + prefix + testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	entries := logs.FilterMessage("authentication failed").All()
+	if len(entries) != 1 {
+		t.Fatalf("%d log lines", len(entries))
+	}
+	if p := fmt.Sprint(entries[0].ContextMap()["path"]); !strings.HasPrefix(p, "/scim/v2"+prefix) || strings.Contains(p, testToken[:8]) {
+		t.Errorf("path logged as %q", p)
+	}
+}
