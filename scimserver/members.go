@@ -33,17 +33,20 @@ func applyMembers(ms []member, ops []memberOp, budget int64) ([]member, error) {
 		patcher: scim.Patcher{Index: scim.GroupIndex()}}
 	for i := 0; i < len(ops); {
 		var err error
-		switch mo := ops[i]; {
+		// neither has side effects, and the cases before each use change no state they read
+		mo := ops[i]
+		drop, keys := a.dropValues(mo), a.lookupKeys(mo)
+		switch {
 		case mo.path == nil && mo.op == scim.OpAdd:
 			err = a.add(mo.vals)
 		case mo.path == nil && mo.op == scim.OpReplace:
 			err = a.replace(mo.vals)
-		case a.dropValues(mo) != nil:
-			err = a.drop(a.dropValues(mo))
+		case drop != nil:
+			err = a.drop(drop)
 		case mo.path == nil: // remove without a value: every member goes
 			a.base, a.owned, a.over, a.folded = []member{}, true, nil, true
-		case a.lookupKeys(mo) != nil:
-			err = a.byValue(mo, a.lookupKeys(mo))
+		case keys != nil:
+			err = a.byValue(mo, keys)
 		default:
 			j := i + 1
 			for j < len(ops) && ops[j].path != nil && a.dropValues(ops[j]) == nil && a.lookupKeys(ops[j]) == nil {
