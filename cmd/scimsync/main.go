@@ -34,6 +34,7 @@ var errPending = errors.New("changes pending")
 const formatVersion = 1
 
 func main() {
+	raiseProcs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -1,0 +1,20 @@
+package main
+
+import "testing"
+
+func TestProcsFor(t *testing.T) {
+	for _, c := range []struct {
+		env     string
+		current int
+		want    int
+	}{
+		{"", 1, minProcs}, // one CPU (or a cgroup limit of one): raised
+		{"", 2, 0},
+		{"", 8, 0},
+		{"1", 1, 0}, // the administrator asked for one
+	} {
+		if got := procsFor(c.env, c.current); got != c.want {
+			t.Errorf("procsFor(%q, %d) = %d, want %d", c.env, c.current, got, c.want)
+		}
+	}
+}
