@@ -44,7 +44,7 @@ func main() {
 		return
 	}
 	if len(os.Args) < 2 || (os.Args[1] != "server" && os.Args[1] != "sync" && os.Args[1] != "ldap") {
-		fmt.Fprintln(os.Stderr, "usage: go run ./bench server [-compare OLD_BINARY] | sync [-n N] [-c C] [-pin=false] | ldap [-n N]")
+		fmt.Fprintln(os.Stderr, "usage: go run ./bench server [-compare OLD_BINARY] [-pin=false] | sync [-n N] [-c C] [-pin=false] | ldap [-n N]")
 		os.Exit(2)
 	}
 	tb := &benchTB{}
@@ -54,8 +54,16 @@ func main() {
 	case "server":
 		fs := flag.NewFlagSet("server", flag.ExitOnError)
 		compare := fs.String("compare", "", "also measure sw list scans of this scimsync binary (e.g. one built from main)")
+		pin := fs.Bool("pin", true, "run the server alone on the last CPU and the load generator on the others, as IdP clients on other machines would be (false: both share every CPU)")
 		_ = fs.Parse(os.Args[2:])
-		err = benchServer(tb, *compare)
+		pinned := false
+		if *pin {
+			if pinned, err = pinTarget(); err != nil {
+				err = fmt.Errorf("pinning the server to a CPU: %w", err)
+				break
+			}
+		}
+		err = benchServer(tb, *compare, pinned)
 	case "ldap":
 		err = benchLDAP(tb, os.Args[2:])
 	default:
@@ -349,7 +357,7 @@ func swScan(base string, clients, ops int) (stat, error) {
 	})
 }
 
-func benchServer(tb *benchTB, compare string) error {
+func benchServer(tb *benchTB, compare string, pinned bool) error {
 	const stored = 10000
 	bin := build(tb)
 	dir := tb.TempDir()
@@ -447,7 +455,12 @@ func benchServer(tb *benchTB, compare string) error {
 	rssRestart := restarted.rss()
 
 	baseline := rows[0].rate()
-	fmt.Printf("scimsync serve on loopback, %d users stored; ratios against this run's single-client create rate (%.0f/s)\n\n", stored, baseline)
+	fmt.Printf("scimsync serve on loopback, %d users stored; ratios against this run's single-client create rate (%.0f/s)\n", stored, baseline)
+	if pinned {
+		fmt.Printf("CPUs: the server alone on CPU %s, the load generator on the others (-pin=false: both share every CPU)\n\n", targetCPU)
+	} else {
+		fmt.Printf("CPUs: the server and the load generator share every CPU (not pinned)\n\n")
+	}
 	fmt.Printf("%-28s %7s %7s %10s %10s %10s %9s\n", "operation", "clients", "ops", "ops/s", "p50", "p99", "vs base")
 	for _, r := range append(rows, cmpRows...) {
 		fmt.Printf("%-28s %7d %7d %10.0f %10s %10s %8.2fx\n", r.name, r.clients, r.ops, r.rate(),
