@@ -304,3 +304,27 @@ func TestRefusedWriteForgetsTheKeptDiscovery(t *testing.T) {
 		t.Fatalf("not converged: %v, %d requests", err, tg.Total())
 	}
 }
+
+// TestUnreadableKeptDiscoveryIsAskedAgain: kept documents that no longer decode (a damaged
+// file, or the encoding of another build) are not an error: the delta asks the target, goes on
+// with what it answered, and keeps that in their place.
+func TestUnreadableKeptDiscoveryIsAskedAgain(t *testing.T) {
+	e := newEnv(t, 5)
+	e.mustRun(runOpts{})
+	for _, data := range []string{`"not the client's encoding"`, `{"serviceProviderConfig":"{"}`} {
+		e.setKeptDiscovery(func(d *state.Discovery) { d.Data = json.RawMessage(data) })
+		e.resetLog()
+		plan, _, err := e.run(runOpts{})
+		if err != nil || plan.Mode != "delta" || discoveryGETs(e.allRequests()) != 3 || plan.Discovery.Kept {
+			t.Fatalf("kept %s: %v, %v", data, err, e.allRequests())
+		}
+		kept, ok := e.keptDiscovery()
+		if _, derr := scimclient.DecodeDiscovery(kept.Data); !ok || derr != nil || !kept.FetchedAt.Equal(e.clock) {
+			t.Fatalf("kept %s: the fresh discovery was not kept in its place: %v %s", data, derr, kept.Data)
+		}
+		e.resetLog()
+		if plan, _ := e.mustRun(runOpts{}); len(e.allRequests()) != 0 || !plan.Discovery.Kept {
+			t.Fatalf("kept %s: the next delta asked again: %v", data, e.allRequests())
+		}
+	}
+}
