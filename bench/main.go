@@ -172,7 +172,7 @@ type server struct {
 
 // startServe runs `scimsync serve` on a fresh state file in dir (or the one there) and waits
 // until it answers; it returns the process and how long that took.
-func startServe(tb *benchTB, bin, dir, addr string) (*server, time.Duration) {
+func startServe(tb *benchTB, bin, dir, addr string, env ...string) (*server, time.Duration) {
 	cfg := filepath.Join(dir, "serve.yaml")
 	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("server:\n  listen: %s\n  max_results: 1000\n  tokens:\n    - name: bench\n      token: %s\nstate:\n  path: %s/server.db\nlog:\n  level: warn\n", addr, token, dir)), 0o600)
 	cmd := exec.Command(bin, "serve", "--config", cfg)
@@ -180,6 +180,9 @@ func startServe(tb *benchTB, bin, dir, addr string) (*server, time.Duration) {
 		cmd = exec.Command("taskset", "-c", targetCPU, bin, "serve", "--config", cfg)
 	}
 	cmd.Stderr = os.Stderr
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		panic(err)
@@ -426,7 +429,13 @@ func benchServer(tb *benchTB, compare string, pinned bool) error {
 
 	var cmpRows []stat
 	if compare != "" {
-		old, _ := startServe(tb, compare, tb.TempDir(), freeAddr())
+		// a build from before the GOMAXPROCS floor would run with one P on the pinned CPU;
+		// give it the two this build runs with there, so the scans compare code, not settings
+		var env []string
+		if pinned {
+			env = append(env, "GOMAXPROCS=2")
+		}
+		old, _ := startServe(tb, compare, tb.TempDir(), freeAddr(), env...)
 		if err := fill(old.base, 0, stored); err != nil {
 			return fmt.Errorf("compare binary: %w", err)
 		}
