@@ -306,24 +306,29 @@ func TestRefusedWriteForgetsTheKeptDiscovery(t *testing.T) {
 }
 
 // TestUnreadableKeptDiscoveryIsAskedAgain: kept documents that no longer decode (a damaged
-// file, or the encoding of another build) are not an error: the delta asks the target, goes on
-// with what it answered, and keeps that in their place.
+// value, the encoding of another build, a document that is not JSON) are not an error: the
+// delta asks the target, goes on with what it answered, and keeps that in their place.
 func TestUnreadableKeptDiscoveryIsAskedAgain(t *testing.T) {
 	e := newEnv(t, 5)
 	e.mustRun(runOpts{})
-	for _, data := range []string{`"not the client's encoding"`, `{"serviceProviderConfig":"{"}`} {
+	for _, data := range []string{
+		`"not the client's encoding"`,
+		`{"format":2,"serviceProviderConfig":"e30="}`, // another build's format ("e30=" is {})
+		`{"format":1,"serviceProviderConfig":"ew=="}`, // this format; the document is "{"
+	} {
 		e.setKeptDiscovery(func(d *state.Discovery) { d.Data = json.RawMessage(data) })
+		e.clock = e.clock.Add(time.Hour) // so the fresh discovery is told from the kept one
 		e.resetLog()
 		plan, _, err := e.run(runOpts{})
-		if err != nil || plan.Mode != "delta" || discoveryGETs(e.allRequests()) != 3 || plan.Discovery.Kept {
+		if err != nil || plan.Mode != "delta" || discoveryGETs(e.allRequests()) != 3 || plan.Discovery == nil || plan.Discovery.Kept {
 			t.Fatalf("kept %s: %v, %v", data, err, e.allRequests())
 		}
 		kept, ok := e.keptDiscovery()
 		if _, derr := scimclient.DecodeDiscovery(kept.Data); !ok || derr != nil || !kept.FetchedAt.Equal(e.clock) {
-			t.Fatalf("kept %s: the fresh discovery was not kept in its place: %v %s", data, derr, kept.Data)
+			t.Fatalf("kept %s: the fresh discovery was not kept in its place: %v %v %s", data, derr, kept.FetchedAt, kept.Data)
 		}
 		e.resetLog()
-		if plan, _ := e.mustRun(runOpts{}); len(e.allRequests()) != 0 || !plan.Discovery.Kept {
+		if plan, _ := e.mustRun(runOpts{}); len(e.allRequests()) != 0 || plan.Discovery == nil || !plan.Discovery.Kept {
 			t.Fatalf("kept %s: the next delta asked again: %v", data, e.allRequests())
 		}
 	}
