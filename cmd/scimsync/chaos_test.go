@@ -47,12 +47,15 @@ const (
 
 // TestSyncSurvivesSIGKILL kills `scimsync sync` ten times during its writes into a real SCIM
 // server from a real slapd of 2,000 users, each process going on from where the last died, then
-// runs it twice normally, and checks what the target and the state file hold.
+// runs it to the end (twice, and in the delta variant a full reconcile too), and checks what
+// the target and the state file hold.
 //
 // "random" kills after a random number of POSTs (the kill lands anywhere: between batches of
 // intents, between a write and its batched commit, in the middle of a commit); "in-flight"
 // makes the target slow to answer creates, so that each kill lands while writes the target
-// has applied are still unanswered, the case the intent journal exists for.
+// has applied are still unanswered, the case the intent journal exists for. "delta" syncs
+// every user once, changes them all in the directory, and kills the delta runs that carry the
+// change during their PATCHes.
 //
 // The kill points come from a seed, logged and taken from SCIMSYNC_CHAOS_SEED when set, so a
 // failure can be replayed: the number of POSTs before each kill is the same, though what the
@@ -67,9 +70,10 @@ func TestSyncSurvivesSIGKILL(t *testing.T) {
 	for i := range chaosUsers {
 		ldif.WriteString(slapdtest.Person(chaosName(i), slapdtest.UUID(i), "Chaos", fmt.Sprintf("Sn%d", i), chaosName(i)+"@example.org"))
 	}
-	ds := slapdtest.Start(t, ldif.String()) // both variants only read it
+	ds := slapdtest.Start(t, ldif.String()) // the first two variants only read it
 	t.Run("random", func(t *testing.T) { newChaos(t, ds, seed, 1, false).run() })
 	t.Run("in-flight", func(t *testing.T) { newChaos(t, ds, seed, 2, true).run() })
+	t.Run("delta", func(t *testing.T) { newChaos(t, ds, seed, 3, false).runDelta(ds) }) // changes every user
 }
 
 func chaosName(i int) string { return fmt.Sprintf("chaos%04d", i) }
@@ -88,16 +92,20 @@ func chaosSeed(t *testing.T) uint64 {
 
 // chaos is one variant: its own target and state file; the directory is shared.
 type chaos struct {
-	t        *testing.T
-	tg       *targettest.Target
-	drip     bool
-	rnd      *rand.Rand
-	dir      string
-	cfgPath  string
-	state    string
-	runs     []*chaosRun
-	stateLog []string // what the state file held after each process, for a failure's report
-	lastRun  uint64   // the newest run id in the state file
+	t    *testing.T
+	tg   *targettest.Target
+	drip bool
+	name string // the variant's name
+	// killMethod is the write whose count triggers a kill: POST while creating, PATCH in the
+	// delta variant
+	killMethod string
+	rnd        *rand.Rand
+	dir        string
+	cfgPath    string
+	state      string
+	runs       []*chaosRun
+	stateLog   []string // what the state file held after each process, for a failure's report
+	lastRun    uint64   // the newest run id in the state file
 	// history is every change each process recorded, by externalId: "kill-3:create"
 	history map[string][]string
 	found   findings // what the checks found, along the way and at the end
@@ -145,7 +153,7 @@ func (f *findings) String() string {
 // chaosRun is one scimsync process and what it left behind.
 type chaosRun struct {
 	label     string
-	killAfter int // POSTs the target had received when the process was killed; 0: not killed
+	killAfter int // killMethod requests the target had received when the process was killed; 0: not killed
 	code      int // exit code; -1 when killed
 	took      time.Duration
 	requests  []targettest.Request
@@ -171,7 +179,7 @@ func (r *chaosRun) count(method string, status int) int {
 
 func newChaos(t *testing.T, ds *slapdtest.Server, seed, variant uint64, drip bool) *chaos {
 	c := &chaos{t: t, tg: targettest.Start(t), drip: drip, rnd: rand.New(rand.NewPCG(seed, variant)), dir: t.TempDir(),
-		history: map[string][]string{}}
+		history: map[string][]string{}, name: map[uint64]string{1: "random", 2: "in-flight", 3: "delta"}[variant], killMethod: http.MethodPost}
 	c.state = filepath.Join(c.dir, "sync.db")
 	c.cfgPath = filepath.Join(c.dir, "sync.yaml")
 	// requests_per_second 0: the default 20/s would make 2,000 creates take 100 s
@@ -206,39 +214,134 @@ func (c *chaos) run() {
 	if c.drip {
 		perKill = chaosDripMaxPerKill
 	}
+	c.kills(perKill)
+	c.tg.Reset()
+	for i := range 2 {
+		c.normal(fmt.Sprintf("normal-%d", i+1))
+	}
+	c.verify()
+	c.report()
+	t.Logf("%s variant: %d processes in %s", c.name, len(c.runs), time.Since(started).Round(time.Millisecond))
+}
+
+// kills runs chaosKills processes, each killed once the target has received a random number
+// (at most perKill) of its killMethod requests in that process.
+func (c *chaos) kills(perKill int) {
+	t := c.t
 	points := make([]int, chaosKills)
 	for i := range points {
 		points[i] = 1 + c.rnd.IntN(perKill)
 	}
-	t.Logf("kill points (POSTs each process sends before its kill): %v", points)
+	t.Logf("kill points (%s requests each process sends before its kill): %v", c.killMethod, points)
 	for kill, k := range points {
-		remaining := chaosUsers - len(c.tg.Users())
 		r := c.process(fmt.Sprintf("kill-%d", kill+1), k)
 		if r.killAfter == 0 {
 			c.report()
 			if len(c.found.kinds) > 0 {
 				t.Errorf("found before:\n%s", c.found.String())
 			}
-			t.Fatalf("%s: the process ended by itself (exit %d) before the target had %d POSTs (it received %d), with %d users left to create; log:\n%s",
-				r.label, r.code, k, r.count(http.MethodPost, 0), remaining, tail(r.logPath, 40))
+			t.Fatalf("%s: the process ended by itself (exit %d) before the target had %d %s requests (it received %d), with %d users on the target; log:\n%s",
+				r.label, r.code, k, c.killMethod, r.count(c.killMethod, 0), len(c.tg.Users()), tail(r.logPath, 40))
 		}
 	}
-	c.tg.Reset()
-	for i := range 2 {
-		r := c.process(fmt.Sprintf("normal-%d", i+1), 0)
-		if r.code != 0 {
-			c.report()
-			t.Fatalf("%s: exit %d; log:\n%s", r.label, r.code, tail(r.logPath, 40))
-		}
+}
+
+// normal runs one process to its end, which must succeed.
+func (c *chaos) normal(label string, args ...string) *chaosRun {
+	r := c.process(label, 0, args...)
+	if r.code != 0 {
+		c.report()
+		c.t.Fatalf("%s: exit %d; log:\n%s", r.label, r.code, tail(r.logPath, 40))
 	}
-	c.verify()
+	return r
+}
+
+// runDelta is the delta variant: after a complete initial sync, every user's sn changes in the
+// directory, and the delta runs that carry the change to the target (a GET and a PATCH per
+// user) are killed ten times. Each killed process leaves the directory cursor where it was, so
+// the next one reads the same delta again; users it already recorded cost nothing, and a PATCH
+// it sent without recording is sent again or found done. Then two runs to the end and a full
+// reconcile, which must all write nothing but what was left.
+func (c *chaos) runDelta(ds *slapdtest.Server) {
+	t := c.t
+	started := time.Now()
+	c.normal("initial")
+	var mod strings.Builder
+	for i := range chaosUsers {
+		fmt.Fprintf(&mod, "dn: %s\nchangetype: modify\nreplace: sn\nsn: %s\n\n", slapdtest.PersonDN(chaosName(i)), chaosChangedSn(i))
+	}
+	ds.Modify(t, mod.String())
+	c.killMethod = http.MethodPatch
+	c.kills(chaosRandomMaxPerKill)
+	c.normal("normal-1")
+	c.normal("normal-2")
+	c.normal("full", "--full")
+	c.verifyDelta()
 	c.report()
-	t.Logf("%s variant: %d processes in %s", map[bool]string{false: "random", true: "in-flight"}[c.drip], len(c.runs), time.Since(started).Round(time.Millisecond))
+	t.Logf("%s variant: %d processes in %s", c.name, len(c.runs), time.Since(started).Round(time.Millisecond))
+}
+
+func chaosChangedSn(i int) string { return fmt.Sprintf("Changed%d", i) }
+
+// verifyDelta checks the delta variant's end state: every user on the target once, linked,
+// with the changed sn, still active; nothing created, deleted or disabled along the way; no
+// intent left; and the last run and the full reconcile wrote nothing.
+func (c *chaos) verifyDelta() {
+	t := c.t
+	t.Helper()
+	sf := c.readState()
+	found := &c.found
+	byExt := map[string][]scim.Doc{}
+	for _, u := range c.tg.Users() {
+		byExt[str(u, "externalId")] = append(byExt[str(u, "externalId")], u)
+	}
+	for i := range chaosUsers {
+		ext, name := slapdtest.UUID(i), chaosName(i)
+		us := byExt[ext]
+		if len(us) != 1 {
+			found.add("users not on the target exactly once", fmt.Sprintf("%s (externalId %s): %d", name, ext, len(us)))
+			continue
+		}
+		u := us[0]
+		n, _ := u["name"].(map[string]any)
+		if got, _ := n["familyName"].(string); got != chaosChangedSn(i) {
+			found.add("users without the directory's change on the target", fmt.Sprintf("%s: familyName %q, want %q", name, got, chaosChangedSn(i)))
+		}
+		if active, ok := u["active"].(bool); ok && !active {
+			found.add("users disabled on the target", name)
+		}
+		if l, ok := sf.links[ext]; !ok || l.TargetID != str(u, "id") {
+			found.add("users not linked to their target user", fmt.Sprintf("%s: link %+v, target id %s", name, l, str(u, "id")))
+		}
+	}
+	if len(byExt) != chaosUsers || len(sf.links) != chaosUsers {
+		found.add("wrong counts", fmt.Sprintf("%d externalIds on the target and %d links in state, want %d of each", len(byExt), len(sf.links), chaosUsers))
+	}
+	if len(sf.intents) > 0 {
+		found.add("intents left after two complete runs", describeIntents(sf.intents))
+	}
+	for _, r := range c.runs[1:] { // after the initial sync
+		for _, q := range r.requests {
+			if q.Method == http.MethodPost || q.Method == http.MethodDelete || q.Method == http.MethodPut {
+				found.add("creates, deletes or replaces sent by the delta runs", fmt.Sprintf("%s: %s %s -> %d", r.label, q.Method, q.URI, q.Status))
+			}
+		}
+	}
+	for _, r := range c.runs[len(c.runs)-2:] { // normal-2 and the full reconcile
+		for _, q := range r.requests {
+			if q.Method != http.MethodGet {
+				found.add("writes sent by the last run or the full reconcile", fmt.Sprintf("%s: %s %s -> %d", r.label, q.Method, q.URI, q.Status))
+			}
+		}
+	}
+	if len(found.kinds) > 0 {
+		t.Errorf("%s", found.String())
+	}
 }
 
 // process runs `scimsync sync` once; killAfter > 0 kills it with SIGKILL as soon as the target
 // has received that many POSTs in this run.
-func (c *chaos) process(label string, killAfter int) *chaosRun {
+func (c *chaos) process(label string, killAfter int, args ...string) *chaosRun {
 	t := c.t
 	t.Helper()
 	r := &chaosRun{label: label, logPath: filepath.Join(c.dir, fmt.Sprintf("%02d-%s.log", len(c.runs)+1, label))}
@@ -249,7 +352,7 @@ func (c *chaos) process(label string, killAfter int) *chaosRun {
 	}
 	defer logf.Close()
 	c.tg.ResetCounts()
-	cmd := exec.Command(binary, "sync", "--config", c.cfgPath)
+	cmd := exec.Command(binary, append([]string{"sync", "--config", c.cfgPath}, args...)...)
 	cmd.Env = append(os.Environ(), "SCIMSYNC_CHAOS_LDAP_PW="+slapdtest.AdminPW, "SCIMSYNC_CHAOS_TOKEN="+c.tg.Token)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
@@ -271,8 +374,8 @@ wait:
 		case waitErr = <-done:
 			break wait
 		case <-poll.C:
-			if killAfter > 0 && c.tg.Count(http.MethodPost) >= int64(killAfter) {
-				r.inFlight = c.tg.Answering(http.MethodPost)
+			if killAfter > 0 && c.tg.Count(c.killMethod) >= int64(killAfter) {
+				r.inFlight = c.tg.Answering(c.killMethod)
 				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 					t.Fatalf("%s: kill: %v", label, err)
 				}
@@ -533,18 +636,18 @@ func (c *chaos) verify() {
 func (c *chaos) report() {
 	c.t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-9s %5s %4s %5s %5s %5s %5s %7s %10s %9s %9s %8s\n", "process", "kill@", "exit", "POSTs", "201s",
+	fmt.Fprintf(&b, "%-9s %5s %4s %5s %5s %7s %5s %5s %7s %10s %9s %9s %8s\n", "process", "kill@", "exit", "POSTs", "201s", "PATCHes",
 		"users", "links", "intents", "unrecorded", "in-flight", "recovered", "took")
 	for _, r := range c.runs {
 		kill := "-"
 		if r.killAfter > 0 {
 			kill = strconv.Itoa(r.killAfter)
 		}
-		fmt.Fprintf(&b, "%-9s %5s %4d %5d %5d %5d %5d %7d %10d %9d %9d %8s\n", r.label, kill, r.code, r.count(http.MethodPost, 0),
-			r.count(http.MethodPost, http.StatusCreated), r.targetUsers, r.links, r.intents, len(r.unrecorded), r.inFlight, r.recovered,
-			r.took.Round(time.Millisecond))
+		fmt.Fprintf(&b, "%-9s %5s %4d %5d %5d %7d %5d %5d %7d %10d %9d %9d %8s\n", r.label, kill, r.code, r.count(http.MethodPost, 0),
+			r.count(http.MethodPost, http.StatusCreated), r.count(http.MethodPatch, 0), r.targetUsers, r.links, r.intents, len(r.unrecorded),
+			r.inFlight, r.recovered, r.took.Round(time.Millisecond))
 	}
-	c.t.Logf("variant %s:\n%s", map[bool]string{false: "random", true: "in-flight"}[c.drip], b.String())
+	c.t.Logf("variant %s:\n%s", c.name, b.String())
 	if c.t.Failed() || len(c.found.kinds) > 0 {
 		c.t.Logf("state after each process:\n%s", strings.Join(c.stateLog, "\n"))
 	}
