@@ -207,15 +207,19 @@ func (s *server) stop() {
 }
 
 // rss reads the resident set size of the process, in MiB.
-func (s *server) rss() float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+func (s *server) rss() float64 { return procStatusMiB(s.cmd.Process.Pid, "VmRSS") }
+
+// procStatusMiB reads a memory field of /proc/PID/status (VmRSS: resident now; VmHWM: the
+// highest it has been), in MiB; 0 when it cannot.
+func procStatusMiB(pid int, field string) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field+":") {
 			var kb float64
-			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, field+":")), "%f", &kb)
 			return kb / 1024
 		}
 	}

@@ -231,6 +231,16 @@ log:
 	if err := run("full reconcile", *n, 0, "--full"); err != nil {
 		return err
 	}
+	daemonRow, err := daemonFullReconcile(tb, bin, cfg, *n)
+	if err != nil {
+		return fmt.Errorf("full reconcile in the daemon: %w", err)
+	}
+	daemonLS, err := ldapsearch()
+	if err != nil {
+		return fmt.Errorf("ldapsearch baseline: %w", err)
+	}
+	rows = append(rows, row{name: "full reconcile, in `scimsync run`", users: *n, wall: daemonRow.wall, rssKiB: daemonRow.rssKiB,
+		requests: daemonRow.requests, writes: daemonRow.writes, mode: daemonRow.mode, ldap: daemonLS})
 
 	fmt.Printf("scimsync sync: %d users in slapd -> scimsync serve on loopback, target.concurrency %d\n", *n, *conc)
 	if *groups > 0 {
@@ -253,7 +263,9 @@ log:
 			float64(r.users)/r.wall.Seconds(), r.rssKiB/1024, r.requests, r.writes, r.ldap.Round(time.Millisecond),
 			r.wall.Seconds()/r.ldap.Seconds())
 	}
-	full := rows[len(rows)-1]
+	fmt.Printf("(the daemon row: `scimsync sync --full` asks a running `scimsync run`, started with the packaged unit's GOMEMLIMIT=1800MiB;\n")
+	fmt.Printf("its peak RSS is the daemon's VmHWM; after the run the daemon held %.0f MiB)\n", daemonAfterMiB)
+	full := rows[len(rows)-2]
 	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, %s in pages of 1000, same run)\n",
 		full.wall.Round(time.Millisecond), full.wall.Seconds()/(3*full.ldap.Seconds()+listTime.Seconds()),
 		full.ldap.Round(time.Millisecond), listTime.Round(time.Millisecond), listWhat)
@@ -272,6 +284,62 @@ log:
 	}
 	fmt.Printf("  planning and recording: the rest, %.1fs\n", init.wall.Seconds()-phaseSeconds(init.phases))
 	return nil
+}
+
+// daemonAfterMiB is the daemon's resident memory after its full reconcile, for the table's note.
+var daemonAfterMiB float64
+
+// daemonFullReconcile starts `scimsync run` on the sync's configuration and state (with an
+// admin listener, a schedule that does not fire, and the packaged unit's GOMEMLIMIT), has the
+// CLI ask it for a full reconcile, and reports the run with the daemon's peak RSS.
+func daemonFullReconcile(tb *benchTB, bin, cfg string, n int) (syncMeasure, error) {
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		return syncMeasure{}, err
+	}
+	adminAddr := freeAddr()
+	text := strings.Replace(string(raw), "sync:\n", "sync:\n  schedule: \"@every 24h\"\n  run_on_start: false\n", 1)
+	text += fmt.Sprintf("admin:\n  listen: %s\n  token: bench-admin-token-0123456789abcdef\n", adminAddr)
+	dcfg := filepath.Join(filepath.Dir(cfg), "daemon.yaml")
+	if err := os.WriteFile(dcfg, []byte(text), 0o600); err != nil {
+		return syncMeasure{}, err
+	}
+	fmt.Fprintf(os.Stderr, "bench sync: full reconcile in the daemon\n")
+	cmd := exec.Command(bin, "run", "--config", dcfg)
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT=1800MiB")
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return syncMeasure{}, err
+	}
+	stop := func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}
+	}
+	tb.Cleanup(stop)
+	defer stop()
+	ready := false
+	for range 600 { // at most 60 s
+		if code, err := call("GET", "http://"+adminAddr+"/readyz", nil); err == nil && code == 200 {
+			ready = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !ready {
+		return syncMeasure{}, errors.New("scimsync run did not become ready")
+	}
+	m, err := syncProcess(bin, []string{"sync", "--config", dcfg, "--output", "json", "--full"})
+	if err != nil {
+		return m, err
+	}
+	if m.writes != 0 || m.mode != "full" {
+		return m, fmt.Errorf("%d writes in mode %q, want 0 in a full reconcile of %d users", m.writes, m.mode, n)
+	}
+	m.rssKiB = int64(procStatusMiB(cmd.Process.Pid, "VmHWM") * 1024)
+	daemonAfterMiB = procStatusMiB(cmd.Process.Pid, "VmRSS")
+	return m, nil
 }
 
 type syncMeasure struct {
