@@ -264,7 +264,8 @@ log:
 			r.wall.Seconds()/r.ldap.Seconds())
 	}
 	fmt.Printf("(the daemon row: `scimsync sync --full` asks a running `scimsync run`, started with the packaged unit's GOMEMLIMIT=1800MiB;\n")
-	fmt.Printf("its peak RSS is the daemon's VmHWM; after the run the daemon held %.0f MiB)\n", daemonAfterMiB)
+	fmt.Printf("its peak RSS is the daemon's VmHWM, reset just before the run; the daemon held %.0f MiB before the run and %.0f MiB after it, %.0f MiB of them file pages)\n",
+		daemonIdleMiB, daemonAfterMiB, daemonAfterFileMiB)
 	full := rows[len(rows)-2]
 	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, %s in pages of 1000, same run)\n",
 		full.wall.Round(time.Millisecond), full.wall.Seconds()/(3*full.ldap.Seconds()+listTime.Seconds()),
@@ -286,8 +287,9 @@ log:
 	return nil
 }
 
-// daemonAfterMiB is the daemon's resident memory after its full reconcile, for the table's note.
-var daemonAfterMiB float64
+// The daemon's resident memory before its full reconcile and after it (of which file pages,
+// mostly the state file's), for the table's note.
+var daemonIdleMiB, daemonAfterMiB, daemonAfterFileMiB float64
 
 // daemonFullReconcile starts `scimsync run` on the sync's configuration and state (with an
 // admin listener, a schedule that does not fire, and the packaged unit's GOMEMLIMIT), has the
@@ -330,6 +332,11 @@ func daemonFullReconcile(tb *benchTB, bin, cfg string, n int) (syncMeasure, erro
 	if !ready {
 		return syncMeasure{}, errors.New("scimsync run did not become ready")
 	}
+	// the row's peak is the run's: VmHWM is reset to the current RSS (Linux clear_refs 5)
+	daemonIdleMiB = procStatusMiB(cmd.Process.Pid, "VmRSS")
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", cmd.Process.Pid), []byte("5"), 0); err != nil {
+		return syncMeasure{}, fmt.Errorf("reset the daemon's peak RSS: %w", err)
+	}
 	m, err := syncProcess(bin, []string{"sync", "--config", dcfg, "--output", "json", "--full"})
 	if err != nil {
 		return m, err
@@ -339,6 +346,7 @@ func daemonFullReconcile(tb *benchTB, bin, cfg string, n int) (syncMeasure, erro
 	}
 	m.rssKiB = int64(procStatusMiB(cmd.Process.Pid, "VmHWM") * 1024)
 	daemonAfterMiB = procStatusMiB(cmd.Process.Pid, "VmRSS")
+	daemonAfterFileMiB = procStatusMiB(cmd.Process.Pid, "RssFile")
 	return m, nil
 }
 

@@ -248,6 +248,7 @@ func (d *Daemon) Start() error {
 		d.m.setLastResult(runs[0].Result)
 	}
 	d.updateManaged()
+	d.releaseMapped() // what start-up read of the state file need not stay resident
 	d.startWatchdog()
 	d.notify(sddaemon.SdNotifyReady + "\nSTATUS=" + d.statusLine())
 	d.log.Info("scimsync running", zap.String("admin", d.AdminAddr()), zap.String("schedule", s.Sync.Schedule),
@@ -343,6 +344,8 @@ func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, e
 		return nil, ErrBusy
 	}
 	defer d.syncing.Unlock()
+	// the run and its recording, under the run's memory budget
+	defer limitRunMemory(runMemoryBudget, d.releaseMapped)()
 	d.running.Store(true)
 	defer d.running.Store(false)
 	defer func() {
@@ -361,6 +364,14 @@ func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, e
 		d.recordOutcome(started, opts, out, err)
 	}
 	return out, err
+}
+
+// releaseMapped drops the state file's pages from the resident set (they stay in the page
+// cache): an idle daemon need not hold what its start-up or its last run read.
+func (d *Daemon) releaseMapped() {
+	if err := d.store.ReleaseMappedPages(); err != nil {
+		d.log.Debug("could not release the state file's mapped pages", zap.Error(err))
+	}
 }
 
 // redactor is the process's one Redactor (nil, which redacts nothing, before settings exist).
