@@ -231,6 +231,10 @@ log:
 	waitFor(t, "the run recorded", 5*time.Second, func() bool {
 		return metric(adminGet(t, admin+"/metrics"), `scimsync_sync_runs_total{result="ok"}`) >= 1
 	})
+	// counted from state after the run, without holding every link
+	if m := adminGet(t, admin+"/metrics"); metric(m, `scimsync_managed_users{state="active"}`) != 30 || metric(m, `scimsync_managed_users{state="disabled"}`) != 0 {
+		t.Errorf("managed users:\n%s", grepLines(m, "scimsync_managed_users"))
+	}
 	var rep daemon.StatusReport
 	if err := json.Unmarshal([]byte(adminGet(t, admin+"/status")), &rep); err != nil || rep.ManagedUsers != 30 || rep.NextRun.IsZero() {
 		t.Fatalf("status: %+v %v", rep, err)
