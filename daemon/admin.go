@@ -360,8 +360,10 @@ func (d *Daemon) Status(runs int) (*StatusReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := d.store.Links()
-	if err != nil {
+	// the links bucket keeps its count: reading every link would hold them all, and their
+	// pages, for one number
+	managed := 0
+	if err := d.store.View(func(v *state.View) error { managed = v.CountLinks(state.LinkUser); return nil }); err != nil {
 		return nil, err
 	}
 	ovs, err := d.overrideList()
@@ -369,7 +371,7 @@ func (d *Daemon) Status(runs int) (*StatusReport, error) {
 		return nil, err
 	}
 	rep := &StatusReport{FormatVersion: APIFormatVersion, Running: d.running.Load(), NextRun: d.NextRun(),
-		Schedule: d.settings().Sync.Schedule, ManagedUsers: len(links), Runs: rs, Overrides: ovs, OverrideCount: len(ovs)}
+		Schedule: d.settings().Sync.Schedule, ManagedUsers: managed, Runs: rs, Overrides: ovs, OverrideCount: len(ovs)}
 	if rep.Runs == nil {
 		rep.Runs = []state.Run{}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"runtime/debug"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -344,8 +345,17 @@ func (d *Daemon) SyncNow(ctx context.Context, opts SyncOptions) (out *Outcome, e
 		return nil, ErrBusy
 	}
 	defer d.syncing.Unlock()
-	// the run and its recording, under the run's memory budget
-	defer limitRunMemory(runMemoryBudget, d.releaseMapped)()
+	// a run that writes, with its recording, under the run's memory budget; a dry run or one
+	// user does not pay for two collections. With a SCIM server in the process the limit
+	// would also bind the server's writes (an IdP may provision during a long run), so then
+	// only what the run read and freed is given back.
+	switch {
+	case opts.DryRun || opts.User != "":
+	case d.scimSrv != nil:
+		defer func() { debug.FreeOSMemory(); d.releaseMapped() }()
+	default:
+		defer limitRunMemory(runMemoryBudget, d.releaseMapped)()
+	}
 	d.running.Store(true)
 	defer d.running.Store(false)
 	defer func() {
