@@ -231,6 +231,7 @@ log:
 	if err := run("full reconcile", *n, 0, "--full"); err != nil {
 		return err
 	}
+	full := rows[len(rows)-1]
 	daemonRow, err := daemonFullReconcile(tb, bin, cfg, *n)
 	if err != nil {
 		return fmt.Errorf("full reconcile in the daemon: %w", err)
@@ -266,7 +267,6 @@ log:
 	fmt.Printf("(the daemon row: `scimsync sync --full` asks a running `scimsync run`, started with the packaged unit's GOMEMLIMIT=1800MiB;\n")
 	fmt.Printf("its peak RSS is the daemon's VmHWM, reset just before the run; the daemon held %.0f MiB before the run and %.0f MiB after it, %.0f MiB of them file pages)\n",
 		daemonIdleMiB, daemonAfterMiB, daemonAfterFileMiB)
-	full := rows[len(rows)-2]
 	fmt.Printf("full reconcile: %s = %.2f x (3 x ldapsearch %s + the target's own listing %s, %s in pages of 1000, same run)\n",
 		full.wall.Round(time.Millisecond), full.wall.Seconds()/(3*full.ldap.Seconds()+listTime.Seconds()),
 		full.ldap.Round(time.Millisecond), listTime.Round(time.Millisecond), listWhat)
@@ -313,21 +313,36 @@ func daemonFullReconcile(tb *benchTB, bin, cfg string, n int) (syncMeasure, erro
 	if err := cmd.Start(); err != nil {
 		return syncMeasure{}, err
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	stop := func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Signal(os.Interrupt)
-			_ = cmd.Wait()
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
 		}
 	}
 	tb.Cleanup(stop)
 	defer stop()
 	ready := false
+wait:
 	for range 600 { // at most 60 s
 		if code, err := call("GET", "http://"+adminAddr+"/readyz", nil); err == nil && code == 200 {
 			ready = true
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-exited:
+			break wait
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if !ready {
 		return syncMeasure{}, errors.New("scimsync run did not become ready")

@@ -41,6 +41,10 @@ const (
 	// chaosDripMaxPerKill bounds the POSTs before each kill of the in-flight variant, whose
 	// creates are slow on purpose: what it tests is where the kill lands, not how many.
 	chaosDripMaxPerKill = 40
+	// chaosDeltaMaxPerKill bounds the PATCHes before each kill of the delta variant: PATCHes
+	// are cheaper than creates, so more land between the kill's trigger and the kill itself,
+	// and ten kills must fall inside 2,000
+	chaosDeltaMaxPerKill = 100
 	// chaosProcessTimeout bounds one scimsync process; every process here takes seconds.
 	chaosProcessTimeout = 90 * time.Second
 )
@@ -272,7 +276,7 @@ func (c *chaos) runDelta(ds *slapdtest.Server) {
 	}
 	ds.Modify(t, mod.String())
 	c.killMethod = http.MethodPatch
-	c.kills(chaosRandomMaxPerKill)
+	c.kills(chaosDeltaMaxPerKill)
 	c.normal("normal-1")
 	c.normal("normal-2")
 	c.normal("full", "--full")
@@ -327,6 +331,15 @@ func (c *chaos) verifyDelta() {
 			}
 		}
 	}
+	// the runs between the initial sync and the full reconcile were deltas: a full read would
+	// list or search the target, and a delta reads its users by id only
+	for _, r := range c.runs[1 : len(c.runs)-1] {
+		for _, q := range r.requests {
+			if q.Method == http.MethodGet && strings.Contains(q.URI, "?") {
+				found.add("listings or searches in the delta runs (a full read instead of a delta)", fmt.Sprintf("%s: GET %s", r.label, q.URI))
+			}
+		}
+	}
 	for _, r := range c.runs[len(c.runs)-2:] { // normal-2 and the full reconcile
 		for _, q := range r.requests {
 			if q.Method != http.MethodGet {
@@ -340,7 +353,7 @@ func (c *chaos) verifyDelta() {
 }
 
 // process runs `scimsync sync` once; killAfter > 0 kills it with SIGKILL as soon as the target
-// has received that many POSTs in this run.
+// has received that many killMethod requests in this run.
 func (c *chaos) process(label string, killAfter int, args ...string) *chaosRun {
 	t := c.t
 	t.Helper()
