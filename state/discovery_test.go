@@ -98,20 +98,7 @@ func TestDiscoveryReadOnly(t *testing.T) {
 // migrated file keeps one with no migration of its own.
 func TestDiscoveryInAFileFromVersion1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, []byte("1"))
-	})
-	_ = db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeVersion1(t, path, nil)
 	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -93,17 +93,7 @@ func TestCommitAfterCloseFails(t *testing.T) {
 // build wrote it, and checks the upgrade keeps everything but the plain-text password.
 func TestMigrationFromVersion1DropsPasswords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketMeta).Put(keySchema, []byte("1")); err != nil {
-			return err
-		}
+	writeVersion1(t, path, func(tx *bolt.Tx) error {
 		users := tx.Bucket([]byte(KindUser))
 		if err := users.Put([]byte("u1"), []byte(`{"id":"u1","seq":1,"version":2,"attrs":{"userName":"alice","Password":"Hunter2!","title":"x"}}`)); err != nil {
 			return err
@@ -113,10 +103,6 @@ func TestMigrationFromVersion1DropsPasswords(t *testing.T) {
 		}
 		return tx.Bucket([]byte(KindGroup)).Put([]byte("g1"), []byte(`{"id":"g1","attrs":{"displayName":"G","members":[{"value":"u1"}]}}`))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
 	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)

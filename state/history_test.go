@@ -11,9 +11,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// writeV1 builds a schema-1 file the way a version-1 build left it: the first migration's
-// buckets, a run and its change log, no per-user index.
-func writeV1(t *testing.T, path string) {
+// writeVersion1 builds a schema-1 file at path the way a version-1 build left it (the first
+// migration's buckets, schema "1"), with fill's contents (nil: none).
+func writeVersion1(t *testing.T, path string, fill func(tx *bolt.Tx) error) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -27,6 +27,20 @@ func writeV1(t *testing.T, path string) {
 		if err := tx.Bucket(bucketMeta).Put(keySchema, []byte("1")); err != nil {
 			return err
 		}
+		if fill == nil {
+			return nil
+		}
+		return fill(tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeV1 builds a schema-1 file with a run and its change log, and no per-user index.
+func writeV1(t *testing.T, path string) {
+	t.Helper()
+	writeVersion1(t, path, func(tx *bolt.Tx) error {
 		if err := putJSON(tx.Bucket(bucketRuns), be64(1), Run{ID: 1, Started: time.Now().UTC(), Result: "ok"}); err != nil {
 			return err
 		}
@@ -34,9 +48,6 @@ func writeV1(t *testing.T, path string) {
 			Old: map[string]string{"title": "Engineer"}, New: map[string]string{"title": "Principal Engineer"}}
 		return putJSON(tx.Bucket(bucketChanges), append(be64(1), be64(1)...), ch)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestMigrationFrom1IndexesTheExistingChangeLog(t *testing.T) {

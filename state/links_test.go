@@ -12,24 +12,10 @@ import (
 // TestMigrationFromVersion1IndexesExistingLinks writes a file as version 1 left it and opens it.
 func TestMigrationFromVersion1IndexesExistingLinks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrations[0](tx); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketMeta).Put(keySchema, []byte("1")); err != nil {
-			return err
-		}
+	writeVersion1(t, path, func(tx *bolt.Tx) error {
 		raw, _ := json.Marshal(Link{ExternalID: "e1", TargetID: "t1", UserName: "Alice", Origin: OriginCreated})
 		return tx.Bucket([]byte("links")).Put([]byte("e1"), raw)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
 	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
